@@ -1,0 +1,143 @@
+"""Build the feature store for datasets: ``python -m featurestore.build`` (Hydra app).
+
+Standardizes every dataset's SMILES to InChIKeys, materializes the configured feature
+views (only keys not stored yet are computed), registers proteins for pair datasets,
+prints a summary table and writes ``summary.parquet``, ``errors.parquet`` and
+``run.json`` into the Hydra run directory.
+
+Examples::
+
+    python -m featurestore.build                                   # every shipped dataset
+    python -m featurestore.build 'dataset=[esol]' 'featurizer=[ecfp]'
+    python -m featurestore.build dataset=file dataset.file.path=my.csv dataset.file.molecules.column=SMILES
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import hydra
+import polars as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from featurestore.datasets import dataset_path, load_dataset
+from featurestore.featurizers import FeatureView
+from featurestore.io import read_table, require_columns, write_parquet_atomic
+from featurestore.provenance import write_run_record
+from featurestore.store import FeatureStore, MaterializeStats
+from featurestore.standardize import Standardizer
+
+SUMMARY_SCHEMA = {
+    "dataset": pl.String, "entity": pl.String, "view": pl.String, "inputs": pl.Int64, "keys": pl.Int64,
+    "reused": pl.Int64, "computed": pl.Int64, "errors": pl.Int64, "seconds": pl.Float64,
+}
+
+
+def _summary_row(dataset: str, entity: str, inputs: int, stats: MaterializeStats) -> dict[str, Any]:
+    return {
+        "dataset": dataset, "entity": entity, "view": stats.view, "inputs": inputs, "keys": stats.requested,
+        "reused": stats.reused, "computed": stats.computed, "errors": stats.errors, "seconds": round(stats.seconds, 3),
+    }
+
+
+def load_source(name: str, spec: Mapping[str, Any]) -> tuple[pl.DataFrame, Path]:
+    """A dataset's table: the shipped dataset ``name``, or ``spec['path']`` when given."""
+    if spec.get("path"):
+        path = Path(spec["path"])
+        return read_table(path), path
+    return load_dataset(name), dataset_path(name)
+
+
+def _resolve_views(names: list[str], views: Mapping[str, FeatureView], dataset: str) -> list[FeatureView]:
+    unknown = [n for n in names if n not in views]
+    if unknown:
+        raise KeyError(f"dataset {dataset!r} asks for view(s) {unknown} not in featurizer=[...]; selected: {sorted(views)}")
+    return [views[n] for n in names]
+
+
+def build_feature_store(
+    store: FeatureStore, datasets: Mapping[str, Mapping[str, Any]], views: Mapping[str, FeatureView],
+    standardizer: Standardizer = Standardizer(),
+) -> tuple[pl.DataFrame, pl.DataFrame, list[Path]]:
+    """Featurize every dataset; return (summary, error rows, data files read).
+
+    ``datasets`` maps a name to ``{path?, molecules: {column, views}, proteins?: {key, column, views}}``.
+    Views a dataset names but that are not selected in ``views`` are skipped with a
+    note, so ``featurizer=[ecfp]`` narrows every dataset at once.
+    """
+    rows, errors, files = [], [], []
+    for name, spec in datasets.items():
+        table, source = load_source(name, spec)
+        files.append(source)
+        if molecules := spec.get("molecules"):
+            require_columns(table, [molecules["column"]], str(source))
+            smiles = table.get_column(molecules["column"]).cast(pl.String)
+            keyed = store.standardize(smiles.to_list(), standardizer)
+            rows.append(_summary_row(name, "smiles", table.height, keyed.stats))
+            errors.append(keyed.errors.with_columns(pl.lit(name).alias("dataset"), pl.lit("standardize").alias("view")))
+            for view in _resolve_views([v for v in molecules["views"] if v in views], views, name):
+                features, stats = store.get_with_stats(keyed.keys, view)
+                rows.append(_summary_row(name, "molecule", len(keyed.keys), stats))
+                errors.append(_view_errors(features, name, view))
+        if proteins := spec.get("proteins"):
+            require_columns(table, [proteins["key"], proteins["column"]], str(source))
+            entities = table.select(
+                pl.col(proteins["key"]).cast(pl.String).alias("protein_id"), pl.col(proteins["column"]).alias("sequence")
+            ).unique("protein_id", maintain_order=True)
+            store.register_entities("protein", entities)
+            for view in _resolve_views([v for v in proteins["views"] if v in views], views, name):
+                features, stats = store.get_with_stats(entities.get_column("protein_id").to_list(), view)
+                rows.append(_summary_row(name, "protein", entities.height, stats))
+                errors.append(_view_errors(features, name, view))
+    error_schema = {"dataset": pl.String, "view": pl.String, "row": pl.UInt32, "input_smiles": pl.String,
+                    "key": pl.String, "error": pl.String}
+    error_frame = pl.concat([pl.DataFrame(schema=error_schema), *errors], how="diagonal_relaxed").select(list(error_schema))
+    return pl.DataFrame(rows, schema=SUMMARY_SCHEMA), error_frame, files
+
+
+def _view_errors(features: pl.DataFrame, dataset: str, view: FeatureView) -> pl.DataFrame:
+    return features.filter(pl.col("error").is_not_null()).select(
+        pl.lit(dataset).alias("dataset"), pl.lit(view.id).alias("view"),
+        pl.col(view.key_column).alias("key"), "error",
+    )
+
+
+def print_summary(summary: pl.DataFrame, errors: pl.DataFrame, store: FeatureStore, seconds: float) -> None:
+    """Render the summary table (and the first error rows) on the terminal."""
+    table = Table(title=f"Feature store {store.root} — {seconds:.1f} s")
+    for column in summary.columns:
+        table.add_column(column, justify="right" if summary.schema[column].is_numeric() else "left")
+    for row in summary.iter_rows():
+        table.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row))
+    console = Console(width=None if Console().is_terminal else 160)
+    console.print(table)
+    if errors.height:
+        console.print(f"{errors.height} error rows (all in errors.parquet); first ones:")
+        console.print(errors.head(10))
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="featurize")
+def main(cfg: DictConfig) -> None:
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    store: FeatureStore = instantiate(cfg.store)
+    views = {name: instantiate(node) for name, node in cfg.featurizer.items()}
+    standardizer = instantiate(cfg.standardizer)
+    start = time.perf_counter()
+    summary, errors, files = build_feature_store(store, OmegaConf.to_container(cfg.dataset, resolve=True), views, standardizer)
+    elapsed = time.perf_counter() - start
+    write_parquet_atomic(summary, out_dir / "summary.parquet")
+    write_parquet_atomic(errors, out_dir / "errors.parquet")
+    write_run_record(out_dir, OmegaConf.to_container(cfg, resolve=True), cfg.get("seed"), files)
+    print_summary(summary, errors, store, elapsed)
+    print(f"outputs: {out_dir}")
+
+
+if __name__ == "__main__":
+    main()

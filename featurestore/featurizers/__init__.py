@@ -1,0 +1,29 @@
+"""Featurizer registry: every built-in featurizer is registered on import."""
+
+from featurestore.featurizers.base import (
+    ENTITY_KEYS,
+    FEATURIZERS,
+    FeatureView,
+    FeaturizationError,
+    Featurizer,
+    featurizer_class,
+    register_entity,
+    register_featurizer,
+)
+from featurestore.featurizers.graph import ATOM_DIM, BOND_DIM, GraphFeaturizer, graphs_from_frame
+from featurestore.featurizers.molecule import (
+    DESCRIPTOR_NAMES,
+    ECFPFeaturizer,
+    MACCSFeaturizer,
+    RDKit2DFeaturizer,
+    StandardizeFeaturizer,
+    fingerprint_matrix,
+)
+from featurestore.featurizers.protein import ProteinKmerFeaturizer
+
+__all__ = [
+    "ATOM_DIM", "BOND_DIM", "DESCRIPTOR_NAMES", "ENTITY_KEYS", "FEATURIZERS", "ECFPFeaturizer", "FeatureView",
+    "FeaturizationError", "Featurizer", "GraphFeaturizer", "MACCSFeaturizer", "ProteinKmerFeaturizer",
+    "RDKit2DFeaturizer", "StandardizeFeaturizer", "featurizer_class", "fingerprint_matrix", "graphs_from_frame",
+    "register_entity", "register_featurizer",
+]
