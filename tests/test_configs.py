@@ -1,8 +1,15 @@
-"""Every config in conf/ composes, and every featurizer config instantiates to a registered view."""
+"""Every config in conf/ composes with the app that uses it; featurize configs instantiate.
+
+Generic over apps: each primary config (``conf/*.yaml``) names its groups in its
+defaults list; every option of such a group must compose with that primary config.
+Groups no primary lists by default (``experiment``, ``hparams_search``: ``# @package
+_global_`` presets) must compose with at least one primary config.
+"""
 
 from pathlib import Path
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
@@ -10,42 +17,80 @@ from featurestore import FeatureStore, FeatureView, Standardizer
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 PRIMARY = sorted(p.stem for p in CONF.glob("*.yaml"))
-GROUP_OPTIONS = [
-    (group.name, option.stem)
-    for group in sorted(p for p in CONF.iterdir() if p.is_dir() and p.name != "hydra")
-    for option in sorted(group.glob("*.yaml"))
+
+
+def _defaults(primary: str) -> dict[str, object]:
+    """group -> default option(s) named in a primary config's defaults list."""
+    entries = yaml.safe_load((CONF / f"{primary}.yaml").read_text()).get("defaults", [])
+    out = {}
+    for entry in entries:
+        if isinstance(entry, dict):
+            for group, option in entry.items():
+                out[group.replace("optional ", "").replace("override ", "").strip()] = option
+    return out
+
+
+def _groups() -> list[str]:
+    return sorted(str(p.relative_to(CONF)) for p in CONF.rglob("*") if p.is_dir() and any(p.glob("*.yaml")))
+
+
+def _override(group: str, option: str, default: object) -> str:
+    return f"{group}=[{option}]" if isinstance(default, list) else f"{group}={option}"
+
+
+def _compose(primary: str, overrides: list[str]):
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose(primary, overrides=overrides)
+
+
+CASES = [
+    (group, option.stem)
+    for group in _groups()
+    if not group.startswith("hydra")
+    for option in sorted((CONF / group).glob("*.yaml"))
 ]
 
 
-@pytest.mark.parametrize("config_name", PRIMARY)
-def test_primary_config_composes(config_name):
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose(config_name)
-    assert cfg
+@pytest.mark.parametrize("primary", PRIMARY)
+def test_primary_config_composes(primary):
+    assert _compose(primary, [])
 
 
-@pytest.mark.parametrize("group, option", GROUP_OPTIONS)
+@pytest.mark.parametrize("group, option", CASES)
 def test_every_group_option_composes(group, option):
-    overrides = [f"{group}=[{option}]"] if group in ("dataset", "featurizer") else [f"{group}={option}"]
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("featurize", overrides=overrides)
-    node = cfg[group][option] if group in ("dataset", "featurizer") else cfg[group]
-    assert node is not None
-    if group == "featurizer":
-        assert isinstance(instantiate(node), FeatureView)
-    if group == "standardizer":
-        assert isinstance(instantiate(node), Standardizer)
+    users = [p for p in PRIMARY if group in _defaults(p)]
+    if users:
+        for primary in users:
+            assert _compose(primary, [_override(group, option, _defaults(primary)[group])])
+        return
+    errors = []
+    for primary in PRIMARY:
+        try:
+            _compose(primary, [f"+{group}={option}"])
+            return
+        except Exception as exc:  # composition errors are Hydra/OmegaConf exceptions of several types
+            errors.append(f"{primary}: {exc}")
+    pytest.fail(f"{group}/{option} composes with no primary config: {errors}")
+
+
+@pytest.mark.parametrize("option", sorted(p.stem for p in (CONF / "featurizer").glob("*.yaml")))
+def test_featurizer_configs_instantiate_registered_views(option):
+    view = instantiate(_compose("featurize", [f"featurizer=[{option}]"]).featurizer[option])
+    assert isinstance(view, FeatureView) and view.id.startswith(view.featurizer)
+
+
+@pytest.mark.parametrize("option", sorted(p.stem for p in (CONF / "standardizer").glob("*.yaml")))
+def test_standardizer_configs_instantiate(option):
+    assert isinstance(instantiate(_compose("featurize", [f"standardizer={option}"]).standardizer), Standardizer)
 
 
 def test_featurize_defaults_cover_the_shipped_datasets(tmp_path, monkeypatch):
     monkeypatch.setenv("FEATURESTORE_ROOT", str(tmp_path))
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("featurize")
+    cfg = _compose("featurize", [])
     assert set(cfg.dataset) == {"esol", "freesolv", "lipophilicity", "moleculeace", "kiba_sample", "drugs", "moses_sample"}
     store = instantiate(cfg.store)
     assert isinstance(store, FeatureStore) and store.root == tmp_path
-    views = {name: instantiate(node) for name, node in cfg.featurizer.items()}
     for name, spec in cfg.dataset.items():
         for entity in ("molecules", "proteins"):
             for view in spec.get(entity, {}).get("views", []):
-                assert view in views, f"{name} asks for {view}"
+                assert view in cfg.featurizer, f"{name} asks for {view}"
