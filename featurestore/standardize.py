@@ -62,21 +62,24 @@ class StandardizedMolecule:
 
 
 def parse_smiles(smiles: str) -> tuple[Chem.Mol | None, str | None]:
-    """Parse and sanitize a SMILES string; return ``(mol, None)`` or ``(None, reason)``."""
+    """Parse and sanitize a SMILES string; return ``(mol, None)`` or ``(None, reason)``.
+
+    The full RDKit parse (with stereo perception) runs first; only a failure is parsed
+    again unsanitized to name what is wrong.
+    """
     if smiles is None or not str(smiles).strip():
         return None, "empty SMILES"
     smiles = str(smiles).strip()
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is not None:
+        return mol, None
     raw = Chem.MolFromSmiles(smiles, sanitize=False)
     if raw is None:
         return None, f"SMILES syntax error in {smiles!r}"
     problems = Chem.DetectChemistryProblems(raw)
     if problems:
         return None, "; ".join(p.Message() for p in problems)
-    try:
-        Chem.SanitizeMol(raw)
-    except Exception as exc:  # RDKit raises several sanitization exception types
-        return None, f"sanitization failed: {exc}"
-    return raw, None
+    return None, f"RDKit could not sanitize {smiles!r}"
 
 
 def standardize_mol(mol: Chem.Mol, config: Standardizer = Standardizer()) -> Chem.Mol:
