@@ -94,3 +94,10 @@ def test_protein_kmer_composition_sums_to_one_per_block():
     assert vector["ACDEFGHIKLMNPQRSTVWY".index("A")] == pytest.approx(2 / 7)  # X is skipped
     with pytest.raises(ValueError, match="ks must be"):
         FeatureView("protein_kmer", {"ks": [4]}).build()
+
+
+def test_graph_keeps_double_bond_stereo():
+    trans, cis = (graphs_from_frame(FeatureView("graph").build().batch([s]), one_hot=False)[0] for s in ("C/C=C/C", "C/C=C\\C"))
+    stereo = 3  # column of BOND_FEATURES
+    assert trans.edge_attr[:, stereo].max().item() != 0
+    assert set(trans.edge_attr[:, stereo].tolist()) != set(cis.edge_attr[:, stereo].tolist())

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 import pyarrow as pa
+from rdkit import Chem
 
 from featurestore.featurizers.base import FeaturizationError, Featurizer, register_featurizer
 from featurestore.featurizers.molecule import mol_from_smiles
@@ -49,9 +50,133 @@ BOND_VOCAB: dict[str, list[int]] = {
 }
 
 
+# Unbound RDKit getters: calling these directly skips a bound-method lookup per atom/bond.
+_ATOM_GETTERS = (
+    Chem.Atom.GetAtomicNum, Chem.Atom.GetTotalDegree, Chem.Atom.GetFormalCharge, Chem.Atom.GetChiralTag,
+    Chem.Atom.GetTotalNumHs, Chem.Atom.GetHybridization, Chem.Atom.GetIsAromatic, Chem.Atom.IsInRing,
+)
+_BOND_GETTERS = (
+    Chem.Bond.GetBeginAtomIdx, Chem.Bond.GetEndAtomIdx,
+    Chem.Bond.GetBondType, Chem.Bond.GetIsConjugated, Chem.Bond.IsInRing, Chem.Bond.GetStereo,
+)
+
+
+def _stereo_flags(smiles: str) -> tuple[bool, bool]:
+    """Whether atom chiral tags / bond stereo can be non-zero for this SMILES.
+
+    With the parse used here (``sanitize=False`` + ``SanitizeMol``, no stereo perception) a
+    chiral tag comes only from ``@`` and bond stereo only from a CXSMILES extension
+    (``|c:..|``, ``|t:..|``) or, in other RDKit versions, ``/`` ``\\`` bond directions: without
+    those characters the getters would return 0 for every atom/bond, so they are skipped.
+    """
+    if not isinstance(smiles, str):
+        return True, True
+    cx = "|" in smiles
+    return cx or "@" in smiles, cx or "/" in smiles or "\\" in smiles
+
+
+def _parse(smiles: str) -> Chem.Mol:
+    """Same molecule (or the same error) as :func:`mol_from_smiles`, faster when it parses.
+
+    ``parse_smiles`` runs ``DetectChemistryProblems`` (a sanitization pass on a copy) before
+    ``SanitizeMol`` only to name what is wrong; it finds problems exactly when the first
+    ``SanitizeMol`` steps raise. So sanitize directly, and only on failure re-run the
+    reference path to get its error message.
+    """
+    if isinstance(smiles, str):
+        text = smiles.strip()
+        if text:
+            mol = Chem.MolFromSmiles(text, sanitize=False)
+            if mol is not None:
+                try:
+                    Chem.SanitizeMol(mol)
+                    return mol
+                except Exception:  # RDKit raises several sanitization exception types
+                    pass
+    return mol_from_smiles(smiles)
+
+
+def _zero(_: object) -> int:
+    return 0
+
+
+def _append_graph(
+    mol: Chem.Mol, atom_feats: list, masses: list, bond_ends: list, bond_feats: list,
+    chiral: bool = True, bond_stereo: bool = True,
+) -> tuple[int, int]:
+    """Append one molecule's raw values (flat) to the lists; returns ``(num_atoms, num_bonds)``.
+
+    ``atom_feats`` gets ``ATOM_FEATURES`` per atom, ``masses`` the atomic mass, ``bond_ends``
+    ``(begin, end)`` per bond and ``bond_feats`` ``BOND_FEATURES`` per bond (undirected).
+    ``chiral`` / ``bond_stereo`` False (see :func:`_stereo_flags`) store 0 without calling the getter.
+    Raises before appending anything, so a failed molecule leaves the lists unchanged.
+    """
+    num_atoms, num_bonds = mol.GetNumAtoms(), mol.GetNumBonds()
+    if num_atoms == 0:
+        raise FeaturizationError("molecule has no atoms")
+    anum, tdeg, fchg, chir, nhs, hyb, arom, aring = _ATOM_GETTERS
+    if not chiral:
+        chir = _zero
+    mass = Chem.Atom.GetMass
+    atom_at = mol.GetAtomWithIdx
+    for i in range(num_atoms):
+        a = atom_at(i)
+        atom_feats += (anum(a), tdeg(a), fchg(a), chir(a), nhs(a), hyb(a), arom(a), aring(a))
+        masses.append(mass(a))
+    begin, end, btype, conj, bring, stereo = _BOND_GETTERS
+    if not bond_stereo:
+        stereo = _zero
+    bond_at = mol.GetBondWithIdx
+    for k in range(num_bonds):
+        b = bond_at(k)
+        bond_ends += (begin(b), end(b))
+        bond_feats += (btype(b), conj(b), bring(b), stereo(b))
+    return num_atoms, num_bonds
+
+
+def _graph_arrays(
+    atom_feats: list, masses: list, bond_ends: list, bond_feats: list, bonds_per_mol: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Flat lists of many molecules -> flat stored arrays (atom features, masses, edge index, bond features).
+
+    Per molecule with ``B`` bonds the edge index block is ``(2, 2B)`` row-major: sources
+    ``i0 j0 i1 j1 ...`` then targets ``j0 i0 j1 i1 ...``; bond features repeat once per
+    direction. Masses are scaled by 0.01 in float64, then cast, as ``a.GetMass() * 0.01`` was.
+    """
+    atoms = np.array(atom_feats, dtype=np.int16)
+    mass = (np.array(masses, dtype=np.float64) * 0.01).astype(np.float32)
+    ends = np.array(bond_ends, dtype=np.int32).reshape(-1, 2)
+    bonds = np.repeat(np.array(bond_feats, dtype=np.int8).reshape(-1, len(BOND_FEATURES)), 2, axis=0)
+    # Global bond k of molecule m (first bond index o_m, B_m bonds, local index l = k - o_m):
+    # sources at 4*o_m + 2l (+1), targets at 4*o_m + 2*B_m + 2l (+1).
+    first = np.zeros(len(bonds_per_mol), dtype=np.int64)
+    np.cumsum(bonds_per_mol[:-1], out=first[1:])
+    owner_first = np.repeat(first, bonds_per_mol)
+    owner_count = np.repeat(bonds_per_mol.astype(np.int64), bonds_per_mol)
+    local = np.arange(len(ends), dtype=np.int64) - owner_first
+    src_pos = 4 * owner_first + 2 * local
+    dst_pos = src_pos + 2 * owner_count
+    edges = np.empty(4 * len(ends), dtype=np.int32)
+    edges[src_pos], edges[src_pos + 1] = ends[:, 0], ends[:, 1]
+    edges[dst_pos], edges[dst_pos + 1] = ends[:, 1], ends[:, 0]
+    return atoms, mass, edges, bonds.reshape(-1)
+
+
+def _list_column(name: str, per_row: np.ndarray, width: int, flat_values: np.ndarray) -> pl.Series:
+    """List column from flat values and per-row lengths (in units of ``width`` values)."""
+    offsets = np.zeros(len(per_row) + 1, dtype=np.int32)
+    np.cumsum(np.asarray(per_row, dtype=np.int64) * width, out=offsets[1:])
+    return pl.from_arrow(pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat_values))).alias(name)
+
+
 @register_featurizer
 class GraphFeaturizer(Featurizer[str, tuple]):
-    """SMILES -> (atom features, masses, edge index, bond features) arrays."""
+    """SMILES -> (atom features, masses, edge index, bond features) arrays.
+
+    ``batch`` (what the store runs) collects every molecule's raw values into flat lists
+    and builds the stored columns once per chunk; it gives the same frame as the generic
+    ``Featurizer.batch`` over :meth:`__call__` + :meth:`to_columns`.
+    """
 
     name = "graph"
 
@@ -66,29 +191,59 @@ class GraphFeaturizer(Featurizer[str, tuple]):
         }
 
     def __call__(self, item: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        mol = mol_from_smiles(item)
-        if mol.GetNumAtoms() == 0:
-            raise FeaturizationError("molecule has no atoms")
-        atoms = [
-            (
-                a.GetAtomicNum(), a.GetTotalDegree(), a.GetFormalCharge(), int(a.GetChiralTag()),
-                a.GetTotalNumHs(), int(a.GetHybridization()), a.GetIsAromatic(), a.IsInRing(),
-            )
-            for a in mol.GetAtoms()
-        ]
-        masses = [a.GetMass() * 0.01 for a in mol.GetAtoms()]
-        src, dst, bonds = [], [], []
-        for b in mol.GetBonds():
-            i, j = b.GetBeginAtomIdx(), b.GetEndAtomIdx()
-            src += (i, j)
-            dst += (j, i)
-            feats = (int(b.GetBondType()), b.GetIsConjugated(), b.IsInRing(), int(b.GetStereo()))
-            bonds += (feats, feats)
+        atom_feats: list = []
+        masses: list = []
+        bond_ends: list = []
+        bond_feats: list = []
+        num_atoms, num_bonds = _append_graph(
+            _parse(item), atom_feats, masses, bond_ends, bond_feats, *_stereo_flags(item)
+        )
+        atoms, mass, edges, bonds = _graph_arrays(
+            atom_feats, masses, bond_ends, bond_feats, np.array([num_bonds], dtype=np.int64)
+        )
         return (
-            np.asarray(atoms, dtype=np.int16),
-            np.asarray(masses, dtype=np.float32),
-            np.asarray([src, dst], dtype=np.int32).reshape(2, -1),
-            np.asarray(bonds, dtype=np.int8).reshape(-1, len(BOND_FEATURES)),
+            atoms.reshape(num_atoms, len(ATOM_FEATURES)),
+            mass,
+            edges.reshape(2, -1),
+            bonds.reshape(-1, len(BOND_FEATURES)),
+        )
+
+    def batch(self, items: Sequence[str]) -> pl.DataFrame:
+        atom_feats: list = []
+        masses: list = []
+        bond_ends: list = []
+        bond_feats: list = []
+        num_atoms: list[int | None] = []
+        num_bonds: list[int | None] = []
+        errors: list[str | None] = []
+        for item in items:
+            try:
+                mol = _parse(item)
+                n_atoms, n_bonds = _append_graph(
+                    mol, atom_feats, masses, bond_ends, bond_feats, *_stereo_flags(item)
+                )
+            except FeaturizationError as exc:
+                # _append_graph raises before appending anything, so nothing to roll back.
+                num_atoms.append(None)
+                num_bonds.append(None)
+                errors.append(str(exc))
+                continue
+            num_atoms.append(n_atoms)
+            num_bonds.append(n_bonds)
+            errors.append(None)
+        atom_counts = np.array([n or 0 for n in num_atoms], dtype=np.int64)
+        bond_counts = np.array([n or 0 for n in num_bonds], dtype=np.int64)
+        atoms, mass, edges, bonds = _graph_arrays(atom_feats, masses, bond_ends, bond_feats, bond_counts)
+        return pl.DataFrame(
+            {
+                "num_atoms": pl.Series("num_atoms", num_atoms, dtype=pl.Int32),
+                "num_bonds": pl.Series("num_bonds", num_bonds, dtype=pl.Int32),
+                "atom_features": _list_column("atom_features", atom_counts, len(ATOM_FEATURES), atoms),
+                "atom_mass": _list_column("atom_mass", atom_counts, 1, mass),
+                "edge_index": _list_column("edge_index", 2 * bond_counts, 2, edges),
+                "bond_features": _list_column("bond_features", 2 * bond_counts, len(BOND_FEATURES), bonds),
+                "error": pl.Series("error", errors, dtype=pl.String),
+            }
         )
 
     def to_columns(self, values: list[tuple | None]) -> dict[str, pl.Series]:
@@ -98,11 +253,9 @@ class GraphFeaturizer(Featurizer[str, tuple]):
         atom_counts = [n or 0 for n in num_atoms]
 
         def flat(index: int, per_row: list[int], width: int, dtype: type) -> pl.Series:
-            offsets = np.zeros(len(values) + 1, dtype=np.int32)
-            np.cumsum(np.asarray(per_row, dtype=np.int64) * width, out=offsets[1:])
             parts = [v[index].reshape(-1) for v in ok]
             flat_values = np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
-            return pl.from_arrow(pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat_values)))
+            return _list_column("", np.asarray(per_row, dtype=np.int64), width, flat_values)
 
         # edge_index is stored (2, E) row-major, so its flat length per row is 2 * E.
         return {
@@ -116,9 +269,18 @@ class GraphFeaturizer(Featurizer[str, tuple]):
 
 
 def _one_hot(values: np.ndarray, vocab: list[int]) -> np.ndarray:
-    """One-hot with a trailing 'other' slot for values outside ``vocab``."""
+    """One-hot with a trailing 'other' slot for values outside ``vocab`` (vectorized lookup)."""
     lookup = {v: i for i, v in enumerate(vocab)}
-    index = np.fromiter((lookup.get(int(v), len(vocab)) for v in values), dtype=np.int64, count=len(values))
+    keys = np.fromiter(lookup.keys(), dtype=np.int64, count=len(lookup))
+    slots = np.fromiter(lookup.values(), dtype=np.int64, count=len(lookup))
+    order = np.argsort(keys)
+    keys, slots = keys[order], slots[order]
+    values = np.asarray(values).astype(np.int64).reshape(-1)
+    index = np.full(len(values), len(vocab), dtype=np.int64)
+    if len(keys):
+        pos = np.minimum(np.searchsorted(keys, values), len(keys) - 1)
+        hit = keys[pos] == values
+        index[hit] = slots[pos[hit]]
     out = np.zeros((len(values), len(vocab) + 1), dtype=np.float32)
     out[np.arange(len(values)), index] = 1.0
     return out

@@ -1,0 +1,194 @@
+"""A trained predictor and its checkpoint: plain JSON + tensors, loaded without unpickling.
+
+``checkpoint/model.json`` holds the model name and hyperparameters, the task names and
+type, the target scaler, the feature view spec and id, and the standardizer;
+``checkpoint/weights.pt`` holds ``{"members": [state_dict, ...]}`` (one per ensemble member)
+and is read with ``torch.load(weights_only=True)``. The training app computes its saved
+predictions with the same :class:`Predictor` that :func:`load_predictor` returns, so a
+reloaded checkpoint reproduces them exactly (same inputs, same order).
+
+::
+
+    predictor = load_predictor("outputs/train/esol/dmpnn/<time>/checkpoint")
+    predictor.predict(["CCO", "BSYNRYMUTXBXSQ-UHFFFAOYSA-N"], FeatureStore())
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+from torch_geometric.data import Data
+
+from featurestore import FeatureStore, FeatureView, Standardizer
+from featurestore.io import atomic_path, write_json_atomic
+
+from discovery.inputs import fingerprint_array, model_inputs
+from discovery.models import ClassicalModel, build_model
+from discovery.trainer import predict_outputs
+
+CHECKPOINT_FORMAT = 1
+INCHIKEY = re.compile(r"[A-Z]{14}-[A-Z]{10}-[A-Z]")
+
+
+@dataclass
+class TargetScaler:
+    """Per-task standardization ``(y - mean) / std`` fitted on training labels; identity for classification."""
+
+    mean: list[float]
+    std: list[float]
+
+    @classmethod
+    def fit(cls, targets: np.ndarray, mask: np.ndarray) -> TargetScaler:
+        """Mean and standard deviation of each task's labels where ``mask`` is True (std 1 if undefined)."""
+        means, stds = [], []
+        for t in range(targets.shape[1]):
+            values = targets[mask[:, t], t]
+            mean = float(values.mean()) if len(values) else 0.0
+            std = float(values.std()) if len(values) > 1 else 0.0
+            means.append(mean)
+            stds.append(std if std > 0 else 1.0)
+        return cls(means, stds)
+
+    @classmethod
+    def identity(cls, n_tasks: int) -> TargetScaler:
+        return cls([0.0] * n_tasks, [1.0] * n_tasks)
+
+    def transform(self, targets: np.ndarray) -> np.ndarray:
+        return (targets - np.asarray(self.mean)) / np.asarray(self.std)
+
+    def inverse(self, scaled: np.ndarray) -> np.ndarray:
+        return scaled * np.asarray(self.std) + np.asarray(self.mean)
+
+
+@dataclass
+class Predictor:
+    """Ensemble members + everything needed to go from SMILES or InChIKeys to predictions in target units."""
+
+    model_name: str
+    members: list[Any]
+    tasks: list[str]
+    task_type: str
+    scaler: TargetScaler
+    view: FeatureView
+    standardizer: Standardizer
+    batch_size: int
+    device: str = "auto"
+
+    @property
+    def input_kind(self) -> str:
+        return self.members[0].input_kind
+
+    def predict_examples(self, examples: Sequence[Data]) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation over members, ``(molecules, tasks)`` each, in target units (probabilities)."""
+        if not examples:
+            empty = np.zeros((0, len(self.tasks)))
+            return empty, empty.copy()
+        per_member = []
+        for member in self.members:
+            if isinstance(member, ClassicalModel):
+                raw = member.predict(fingerprint_array(list(examples)))
+            else:
+                raw = predict_outputs(member, examples, self.batch_size, self.device)
+                if self.task_type == "classification":
+                    raw = 1.0 / (1.0 + np.exp(-raw))
+            per_member.append(self.scaler.inverse(raw) if self.task_type == "regression" else raw)
+        stacked = np.stack(per_member)
+        return stacked.mean(axis=0), stacked.std(axis=0)
+
+    def predict_features(self, features: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`predict_examples` for rows of this predictor's feature view."""
+        return self.predict_examples(model_inputs(self.input_kind, features) if features.height else [])
+
+    def predict(self, smiles_or_keys: Iterable[str], store: FeatureStore) -> pl.DataFrame:
+        """One row per input x task: ``input, inchikey, smiles, task, prediction`` (+ ``std`` for ensembles), ``error``.
+
+        An item shaped like an InChIKey is used as a key; anything else is standardized as
+        SMILES (an InChIKey is never a valid SMILES). Inputs that fail get a null
+        prediction and the reason in ``error``.
+        """
+        items = [str(item) for item in smiles_or_keys]
+        is_key = [bool(INCHIKEY.fullmatch(item)) for item in items]
+        smiles_items = [item for item, key in zip(items, is_key) if not key]
+        keyed = iter(store.standardize(smiles_items, self.standardizer).table.iter_rows(named=True) if smiles_items else [])
+        rows = []
+        for item, key in zip(items, is_key):
+            if key:
+                rows.append({"input": item, "inchikey": item, "smiles": None, "error": None})
+            else:
+                row = next(keyed)
+                rows.append({"input": item, "inchikey": row["inchikey"], "smiles": row["smiles"], "error": row["error"]})
+        table = pl.DataFrame(rows, schema={"input": pl.String, "inchikey": pl.String, "smiles": pl.String, "error": pl.String})
+        if any(is_key):  # keys come without SMILES: take the stored canonical ones
+            known = store.read_entities("molecule").select("inchikey", pl.col("smiles").alias("stored_smiles"))
+            table = table.join(known, on="inchikey", how="left", maintain_order="left").with_columns(
+                pl.coalesce("smiles", "stored_smiles").alias("smiles")
+            ).drop("stored_smiles")
+        features = store.get(table.get_column("inchikey").fill_null("").to_list(), self.view)
+        table = table.with_columns(pl.coalesce(pl.col("error"), features.get_column("error")).alias("error"))
+        usable = table.get_column("error").is_null().to_numpy()
+        mean, std = self.predict_features(features.filter(pl.Series(usable)))
+        full_mean = np.full((len(items), len(self.tasks)), np.nan)
+        full_std = full_mean.copy()
+        full_mean[usable], full_std[usable] = mean, std
+        frame = table.with_columns(
+            pl.lit(self.tasks, dtype=pl.List(pl.String)).alias("task"),
+            pl.Series("prediction", full_mean.tolist()),
+            pl.Series("std", full_std.tolist()),
+        ).explode("task", "prediction", "std").with_columns(pl.col("prediction", "std").fill_nan(None))
+        columns = ["input", "inchikey", "smiles", "task", "prediction", *(["std"] if len(self.members) > 1 else []), "error"]
+        return frame.select(columns)
+
+    def save(self, directory: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
+        """Write ``weights.pt`` and ``model.json`` into ``directory`` (atomically); returns the folder."""
+        directory = Path(directory)
+        with atomic_path(directory / "weights.pt") as tmp:
+            torch.save({"members": [member.state_dict() for member in self.members]}, tmp)
+        write_json_atomic(directory / "model.json", {
+            "format": CHECKPOINT_FORMAT,
+            "model": self.model_name,
+            "hparams": self.members[0].hparams,
+            "members": len(self.members),
+            "tasks": self.tasks,
+            "task_type": self.task_type,
+            "scaler": asdict(self.scaler),
+            "view": {"id": self.view.id, **self.view.spec()},
+            "standardizer": asdict(self.standardizer),
+            "batch_size": self.batch_size,
+            **(extra or {}),
+        })
+        return directory
+
+
+def load_predictor(path: str | os.PathLike, device: str = "auto") -> Predictor:
+    """Rebuild a :class:`Predictor` from a checkpoint folder (or a run folder containing ``checkpoint/``)."""
+    directory = Path(path)
+    if (directory / "checkpoint").is_dir():
+        directory = directory / "checkpoint"
+    spec = json.loads((directory / "model.json").read_text())
+    if spec.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{directory}: checkpoint format {spec.get('format')!r}, this code reads {CHECKPOINT_FORMAT}")
+    view = FeatureView(spec["view"]["featurizer"], spec["view"]["params"])
+    if view.id != spec["view"]["id"]:
+        raise ValueError(
+            f"{directory}: trained on feature view {spec['view']['id']}, but this code builds {view.id} from the same "
+            "spec (the featurizer version changed); retrain or pin the older featurizer"
+        )
+    states = torch.load(directory / "weights.pt", weights_only=True, map_location="cpu")["members"]
+    members = []
+    for state in states:
+        member = build_model(spec["model"], spec["hparams"])
+        member.load_state_dict(state)
+        members.append(member)
+    return Predictor(
+        spec["model"], members, spec["tasks"], spec["task_type"], TargetScaler(**spec["scaler"]), view,
+        Standardizer(**spec["standardizer"]), spec["batch_size"], device,
+    )

@@ -1,0 +1,251 @@
+"""Training sets from the feature store: key the SMILES, attach targets, fetch the model's feature view.
+
+One path serves every ``conf/data`` option. The source table is turned into long labels
+(one row per input row x task), the SMILES are keyed by InChIKey through the store,
+repeated measurements of a molecule are averaged, and the model's feature view is read
+(computed only for keys the store lacks). Rows that cannot be used are counted, logged
+with examples and written to ``data_report.json``: nothing is dropped silently.
+
+Wide tables (ESOL) give one task per label column; long tables (MoleculeACE) name the
+task in ``task_columns`` (joined with ``_``: ``CHEMBL237_Ki``, ``CHEMBL237_EC50``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from featurestore import FeatureStore, FeatureView, Standardizer
+from featurestore.build import load_source
+from featurestore.io import require_columns
+
+log = logging.getLogger(__name__)
+
+TASK_TYPES = ("regression", "classification")
+EXAMPLES_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where molecules and labels come from: one ``conf/data`` option.
+
+    ``source`` names a shipped dataset (``featurestore.datasets``); ``path`` a CSV/TSV/parquet
+    file instead. ``label_columns`` hold the values; with ``task_columns`` the table is long
+    and the single label column is split into tasks named by those columns. ``target`` keeps
+    one task (its exact name or a unique prefix: ``CHEMBL204`` for ``CHEMBL204_Ki``).
+    ``split_column`` / ``cliff_column`` carry a given train/test split and activity-cliff flags.
+    ``max_rows`` keeps the first rows of the table (quick runs and tests).
+    """
+
+    name: str
+    label_columns: list[str]
+    source: str | None = None
+    path: str | None = None
+    smiles_column: str = "smiles"
+    task_type: str = "regression"
+    task_columns: list[str] = field(default_factory=list)
+    target: str | None = None
+    split_column: str | None = None
+    cliff_column: str | None = None
+    max_rows: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.task_type not in TASK_TYPES:
+            raise ValueError(f"data {self.name!r}: task_type must be one of {TASK_TYPES}, got {self.task_type!r}")
+        if not self.source and not self.path:
+            raise ValueError(f"data {self.name!r}: give a shipped dataset (source) or a file (path)")
+        if self.task_columns and len(self.label_columns) != 1:
+            raise ValueError(f"data {self.name!r}: a long table (task_columns) needs exactly one label column")
+
+
+@dataclass
+class DataReport:
+    """What happened to the input rows on the way to the training set."""
+
+    input_rows: int
+    labels: int = 0
+    missing_labels: int = 0
+    failed_smiles: int = 0
+    failed_smiles_examples: list[dict] = field(default_factory=list)
+    failed_features: int = 0
+    failed_features_examples: list[dict] = field(default_factory=list)
+    duplicate_labels: int = 0
+    duplicate_groups: int = 0
+    molecules: int = 0
+    tasks: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class MoleculeDataset:
+    """Molecules (rows), their labels in long form, and the model's features aligned with the rows.
+
+    ``molecules``: ``row, inchikey, smiles`` (canonical SMILES of the standardized molecule).
+    ``labels``: ``row, task, target, measurements`` plus ``split`` / ``cliff_mol`` when given.
+    ``features``: the feature view's rows in ``row`` order.
+    """
+
+    name: str
+    task_type: str
+    tasks: list[str]
+    molecules: pl.DataFrame
+    labels: pl.DataFrame
+    features: pl.DataFrame
+    view: FeatureView
+    report: DataReport
+    source_file: Path
+
+    def __len__(self) -> int:
+        return self.molecules.height
+
+    def target_matrix(self) -> np.ndarray:
+        """``(molecules, tasks)`` float64 targets, NaN where a molecule has no label for a task."""
+        matrix = np.full((len(self), len(self.tasks)), np.nan)
+        task_index = {task: i for i, task in enumerate(self.tasks)}
+        rows = self.labels.get_column("row").to_numpy()
+        cols = np.array([task_index[t] for t in self.labels.get_column("task").to_list()], dtype=np.int64)
+        matrix[rows, cols] = self.labels.get_column("target").to_numpy()
+        return matrix
+
+    def wide_table(self) -> pl.DataFrame:
+        """``row, inchikey, smiles`` + one column per task (null = no label): the table a peer tool trains on."""
+        targets = pl.DataFrame(self.target_matrix(), schema=self.tasks, orient="row").fill_nan(None)
+        return pl.concat([self.molecules, targets], how="horizontal")
+
+
+def _long_labels(table: pl.DataFrame, spec: DataSpec) -> pl.DataFrame:
+    """``input_row, input_smiles, task, target`` (+ ``split``, ``cliff_mol``), null targets kept."""
+    extras = [pl.col(spec.split_column).cast(pl.String).alias("split")] if spec.split_column else []
+    if spec.cliff_column:
+        extras.append(pl.col(spec.cliff_column).cast(pl.Int8).alias("cliff_mol"))
+    base = table.with_row_index("input_row").with_columns(pl.col(spec.smiles_column).cast(pl.String).alias("input_smiles"))
+    if spec.task_columns:
+        task = pl.concat_str([pl.col(c).cast(pl.String) for c in spec.task_columns], separator="_").alias("task")
+        return base.select("input_row", "input_smiles", task, pl.col(spec.label_columns[0]).cast(pl.Float64).alias("target"), *extras)
+    return base.select(
+        "input_row", "input_smiles", *extras, *[pl.col(c).cast(pl.Float64) for c in spec.label_columns]
+    ).unpivot(index=["input_row", "input_smiles", *[e.meta.output_name() for e in extras]],
+              on=spec.label_columns, variable_name="task", value_name="target")
+
+
+def select_task(tasks: list[str], wanted: str) -> str:
+    """The task named ``wanted``, or the only task starting with ``wanted + '_'``."""
+    if wanted in tasks:
+        return wanted
+    matches = [t for t in tasks if t.startswith(f"{wanted}_")]
+    if len(matches) != 1:
+        raise KeyError(f"target {wanted!r} matches {matches or 'no task'}; tasks: {sorted(tasks)}")
+    return matches[0]
+
+
+def _report_examples(frame: pl.DataFrame, columns: list[str]) -> list[dict]:
+    return frame.select(columns).head(EXAMPLES_SHOWN).to_dicts()
+
+
+def _average_duplicates(labels: pl.DataFrame, spec: DataSpec, report: DataReport) -> pl.DataFrame:
+    """One label per (molecule, task): the mean of its measurements (majority vote for classes)."""
+    extras = []
+    if "split" in labels.columns:
+        extras.append(pl.col("split").unique().alias("split"))
+    if "cliff_mol" in labels.columns:
+        extras.append(pl.col("cliff_mol").max())
+    grouped = labels.group_by("inchikey", "task", maintain_order=True).agg(
+        pl.col("target").mean(), pl.len().alias("measurements"), pl.col("input_row").min(), pl.col("smiles").first(),
+        *extras,
+    )
+    if "split" in grouped.columns:
+        conflicting = grouped.filter(pl.col("split").list.len() > 1)
+        if conflicting.height:
+            raise ValueError(
+                f"data {spec.name!r}: {conflicting.height} molecule/task pairs have measurements in several given "
+                f"splits, so they cannot be averaged; e.g. {_report_examples(conflicting, ['inchikey', 'task', 'split'])}"
+            )
+        grouped = grouped.with_columns(pl.col("split").list.first())
+    if spec.task_type == "classification":
+        grouped = grouped.with_columns((pl.col("target") >= 0.5).cast(pl.Float64))
+    duplicated = grouped.filter(pl.col("measurements") > 1)
+    report.duplicate_groups = duplicated.height
+    report.duplicate_labels = int(duplicated.get_column("measurements").sum() or 0)
+    if duplicated.height:
+        how = "majority vote" if spec.task_type == "classification" else "mean"
+        log.info(
+            "%s: %d labels share %d molecule/task pairs (same InChIKey after standardization); "
+            "each pair keeps the %s of its measurements", spec.name, report.duplicate_labels, duplicated.height, how,
+        )
+    return grouped
+
+
+def _key_labels(labels: pl.DataFrame, spec: DataSpec, store: FeatureStore, standardizer: Standardizer,
+                report: DataReport) -> pl.DataFrame:
+    """Add ``inchikey`` and canonical ``smiles`` to the labels; rows whose SMILES fail are reported and dropped."""
+    inputs = labels.select("input_row", "input_smiles").unique("input_row", maintain_order=True)
+    keyed = store.standardize(inputs.get_column("input_smiles").to_list(), standardizer).table
+    keyed = pl.concat([inputs, keyed.select("inchikey", "smiles", "error")], how="horizontal")
+    failed = keyed.filter(pl.col("inchikey").is_null())
+    report.failed_smiles = failed.height
+    report.failed_smiles_examples = _report_examples(failed, ["input_row", "input_smiles", "error"])
+    if failed.height:
+        log.warning(
+            "%s: %d of %d input rows have SMILES that could not be standardized and are excluded; first: %s",
+            spec.name, failed.height, inputs.height, report.failed_smiles_examples,
+        )
+    return labels.join(keyed.filter(pl.col("inchikey").is_not_null()).select("input_row", "inchikey", "smiles"), on="input_row")
+
+
+def _fetch_features(molecules: pl.DataFrame, view: FeatureView, store: FeatureStore, spec: DataSpec,
+                    report: DataReport) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``view`` rows for the molecules; molecules the featurizer failed on are reported and dropped."""
+    features = store.get(molecules.get_column("inchikey").to_list(), view)
+    broken = features.filter(pl.col("error").is_not_null())
+    report.failed_features = broken.height
+    report.failed_features_examples = _report_examples(broken, ["inchikey", "error"])
+    if broken.height:
+        log.warning("%s: %d molecules have no %s features and are excluded; first: %s",
+                    spec.name, broken.height, view.id, report.failed_features_examples)
+    keep = features.get_column("error").is_null()
+    return molecules.filter(keep), features.filter(keep)
+
+
+def build_dataset(
+    spec: DataSpec, view: FeatureView, store: FeatureStore, standardizer: Standardizer = Standardizer()
+) -> MoleculeDataset:
+    """Read the source, key its SMILES, average duplicates and fetch ``view`` for every molecule."""
+    table, source_file = load_source(spec.source or spec.name, {"path": spec.path})
+    required = [spec.smiles_column, *spec.label_columns, *spec.task_columns, spec.split_column, spec.cliff_column]
+    require_columns(table, [c for c in required if c], str(source_file))
+    if spec.max_rows is not None:
+        table = table.head(spec.max_rows)
+    labels = _long_labels(table, spec)
+    if spec.target is not None:
+        labels = labels.filter(pl.col("task") == select_task(labels.get_column("task").unique().to_list(), spec.target))
+    report = DataReport(input_rows=labels.get_column("input_row").n_unique())
+    present = pl.col("target").is_not_null() & pl.col("target").is_not_nan()
+    report.missing_labels = labels.height - labels.filter(present).height
+    labels = labels.filter(present)
+    if spec.task_type == "classification":
+        bad = labels.filter(~pl.col("target").is_in([0.0, 1.0]))
+        if bad.height:
+            raise ValueError(f"data {spec.name!r}: classification labels must be 0/1; "
+                             f"e.g. {_report_examples(bad, ['input_row', 'task', 'target'])}")
+    labels = _average_duplicates(_key_labels(labels, spec, store, standardizer, report), spec, report)
+
+    molecules = (
+        labels.group_by("inchikey").agg(pl.col("input_row").min(), pl.col("smiles").first()).sort("input_row").drop("input_row")
+    )
+    molecules, features = _fetch_features(molecules, view, store, spec, report)
+    molecules = molecules.with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
+    labels = labels.join(molecules.select("inchikey", "row"), on="inchikey").sort("row", "task")
+    labels = labels.select("row", "task", "target", "measurements", *[c for c in ("split", "cliff_mol") if c in labels.columns])
+    tasks = sorted(labels.get_column("task").unique().to_list())
+    if not tasks:
+        raise ValueError(f"data {spec.name!r}: no usable labels left (report: {report.to_dict()})")
+    report.labels, report.molecules, report.tasks = labels.height, molecules.height, len(tasks)
+    log.info("%s: %d molecules, %d labels over %d task(s) from %d input rows",
+             spec.name, molecules.height, labels.height, len(tasks), report.input_rows)
+    return MoleculeDataset(spec.name, spec.task_type, tasks, molecules, labels, features, view, report, source_file)
