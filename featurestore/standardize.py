@@ -111,7 +111,11 @@ def standardize_smiles(smiles: str, config: Standardizer = Standardizer()) -> St
         return StandardizedMolecule(smiles, None, None, f"standardization failed: {exc}")
     if mol.GetNumAtoms() == 0:
         return StandardizedMolecule(smiles, None, None, "no atoms left after standardization")
-    inchikey = Chem.MolToInchiKey(mol)
+    try:
+        inchikey = Chem.MolToInchiKey(mol)
+        canonical = Chem.MolToSmiles(mol)
+    except Exception as exc:  # e.g. KekulizeException for some zwitterions (molsidomine)
+        return StandardizedMolecule(smiles, None, None, f"InChI/SMILES generation failed: {exc}")
     if not inchikey:
         return StandardizedMolecule(smiles, None, None, "InChI generation failed")
-    return StandardizedMolecule(smiles, inchikey, Chem.MolToSmiles(mol))
+    return StandardizedMolecule(smiles, inchikey, canonical)

@@ -57,3 +57,10 @@ def test_bad_smiles_give_a_reason_not_an_exception(smiles, reason):
     result = standardize_smiles(smiles)
     assert result.inchikey is None and result.smiles is None
     assert reason in result.error
+
+
+def test_inchi_failure_is_an_error_row_not_an_exception():
+    molsidomine = "CCOC(=O)[N-]c1c[n+](N2CCOCC2)no1"  # RDKit raises KekulizeException inside InChI generation
+    result = standardize_smiles(molsidomine)
+    assert result.inchikey is None
+    assert result.error.startswith("InChI/SMILES generation failed")
