@@ -298,8 +298,9 @@ _ALL: tuple[DatasetInfo, ...] = (
             "Recognition (Fast Data Science, drug-named-entity-recognition 2.0.9)"
         ),
         description=(
-            "One row per approved small-molecule drug of DrugBank as shipped by ADMET-AI, "
-            "without its 41 ADMET columns (those are model predictions). ATC codes in the "
+            "One row per approved DrugBank drug with a structure, as shipped by ADMET-AI, "
+            "without its 52 computed columns (41 ADMET-AI model predictions plus RDKit "
+            "descriptors and structural alerts). ATC codes in the "
             "source are level-4 codes (5 characters, e.g. B01AC), not full level-5 codes. "
             "The per-level ATC names are the source's sorted, de-duplicated name sets: they "
             "are not aligned element-wise with atc_codes (several codes share a name). "
@@ -380,14 +381,15 @@ _ALL: tuple[DatasetInfo, ...] = (
         ),
         columns={
             "smiles": "String, -, SMILES as given",
-            "inchikey": _INCHIKEY_COLUMN,
             "moses_index": "Int64, -, 0-based row index in train.csv.gz",
         },
         on_demand=True,
     ),
 )
 
-DATASETS: dict[str, DatasetInfo] = {info.name: info for info in _ALL}
+from featurestore.datasets.usage import USAGE_DATASETS  # noqa: E402 (needs DatasetInfo)
+
+DATASETS: dict[str, DatasetInfo] = {info.name: info for info in (*_ALL, *USAGE_DATASETS)}
 
 
 def list_datasets() -> list[str]:

@@ -1,0 +1,29 @@
+"""Recommenders behind one interface (:class:`recommend.models.base.Recommender`) and a name registry.
+
+``build_model({"name": "als", "factors": 64})`` builds from a ``recommender/`` config;
+``load_model(path)`` restores a saved one (.npz + .json).
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from recommend.models.base import MODELS, Recommender, load_model, register_model
+from recommend.models.ease import EASERecommender
+from recommend.models.factorization import ALSRecommender, BPRRecommender
+from recommend.models.knn import ItemKNNRecommender
+from recommend.models.popularity import PopularityRecommender, RandomRecommender
+
+
+def build_model(spec: Mapping[str, Any]) -> Recommender:
+    """A model from ``{"name": registered name, **constructor params}``."""
+    params = dict(spec)
+    name = params.pop("name")
+    if name not in MODELS:
+        raise KeyError(f"unknown recommender {name!r}; known: {sorted(MODELS)}")
+    return MODELS[name](**params)
+
+
+__all__ = [
+    "ALSRecommender", "BPRRecommender", "EASERecommender", "ItemKNNRecommender", "MODELS", "PopularityRecommender",
+    "RandomRecommender", "Recommender", "build_model", "load_model", "register_model",
+]

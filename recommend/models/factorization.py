@@ -1,0 +1,104 @@
+"""Matrix factorization with implicit (CPU): ALS (Hu, Koren & Volinsky 2008) and BPR (Rendle 2009)."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from recommend.models.base import Recommender, register_model
+
+
+class FactorModel(Recommender):
+    """score(u, i) = user_factors[u] · item_factors[i]; subclasses build the implicit model."""
+
+    def __init__(self, **params: Any) -> None:
+        self._params = params
+        self.model = self._new_model()
+
+    def params(self) -> dict[str, Any]:
+        return dict(self._params)
+
+    @abstractmethod
+    def _implicit(self):
+        """A fresh implicit model with this instance's parameters."""
+
+    def _new_model(self):
+        # implicit parallelizes itself and warns when OpenBLAS also runs threads (numpy may have
+        # loaded OpenBLAS before recommend/__init__.py could set OPENBLAS_NUM_THREADS).
+        with threadpool_limits(1, "blas"):
+            return self._implicit()
+
+    def fit(self, user_items: sp.csr_matrix) -> FactorModel:
+        self.model = self._new_model()
+        with threadpool_limits(1, "blas"):
+            self.model.fit(user_items.astype(np.float32), show_progress=False)
+        self.n_items = user_items.shape[1]
+        return self
+
+    def score(self, user_ids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        return self.model.user_factors[user_ids] @ self.model.item_factors.T
+
+    def item_similarity(self, item_ids: np.ndarray) -> np.ndarray:
+        """Cosine similarity of item factors."""
+        factors = self.model.item_factors
+        norms = np.linalg.norm(factors, axis=1)
+        norms[norms == 0] = 1.0
+        unit = factors / norms[:, None]
+        return unit[item_ids] @ unit.T
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"user_factors": self.model.user_factors, "item_factors": self.model.item_factors}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.model = self._new_model()
+        self.model.user_factors = arrays["user_factors"]
+        self.model.item_factors = arrays["item_factors"]
+
+
+@register_model("als")
+class ALSRecommender(FactorModel):
+    """Weighted ALS for implicit feedback (confidence 1 + alpha * weight), seeded."""
+
+    def __init__(self, factors: int = 100, regularization: float = 0.01, alpha: float = 1.0, iterations: int = 15,
+                 random_state: int = 0, num_threads: int = 1) -> None:
+        super().__init__(factors=factors, regularization=regularization, alpha=alpha, iterations=iterations,
+                         random_state=random_state, num_threads=num_threads)
+
+    def _implicit(self):
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        return AlternatingLeastSquares(**self._params)
+
+    def explain(self, user_id: int, user_items: sp.csr_matrix, item_id: int, N: int = 5) -> list[tuple[int, float]]:
+        """implicit's ALS explanation: each past item's share of the (exactly re-solved) user score."""
+        return self.explain_many(user_id, user_items, np.array([item_id]), N)[0]
+
+    def explain_many(
+        self, user_id: int, user_items: sp.csr_matrix, item_ids: np.ndarray, N: int = 5
+    ) -> list[list[tuple[int, float]]]:
+        # One patient's row as a 1-row matrix: implicit rescales the whole matrix it is given.
+        row = sp.csr_matrix(user_items[user_id], dtype=np.float32)
+        weights, out = None, []
+        for item in item_ids:
+            _, contributions, weights = self.model.explain(0, row, int(item), user_weights=weights, N=N)
+            out.append([(int(j), float(value)) for j, value in contributions if value > 0])
+        return out
+
+
+@register_model("bpr")
+class BPRRecommender(FactorModel):
+    """Bayesian personalized ranking, single-threaded: implicit's multi-threaded BPR is not deterministic."""
+
+    def __init__(self, factors: int = 100, learning_rate: float = 0.01, regularization: float = 0.01,
+                 iterations: int = 100, random_state: int = 0) -> None:
+        super().__init__(factors=factors, learning_rate=learning_rate, regularization=regularization,
+                         iterations=iterations, random_state=random_state)
+
+    def _implicit(self):
+        from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+        return BayesianPersonalizedRanking(**self._params, num_threads=1)

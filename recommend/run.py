@@ -1,0 +1,145 @@
+"""Drug recommendation from usage records: ``python -m recommend.run`` (Hydra app).
+
+Reads usage records (``usage=``: eunomia by default, omop, mimic, csv), maps them to
+catalog items, splits them in time (``usage_split=``), fits the model
+(``recommender=``) on each fold's history and evaluates it on the whole catalog
+(``evaluate=``). Writes into the Hydra run directory: ``metrics.json`` (per fold, task
+and K), ``recommendations.parquet`` (top-K per patient at the test prediction time,
+with explanations), ``report.json`` (ingest, mapping and split report),
+``ingest_errors.parquet`` (every dropped row and why), ``model.npz`` + ``model.json``,
+``users.parquet`` / ``items.parquet`` (the matrix id maps) and ``run.json``.
+Returns the objective (validation NDCG@10 on new drugs by default) for sweeps.
+
+Examples::
+
+    python -m recommend.run
+    python -m recommend.run recommender=als weighting.transform=bm25 usage_split=leave_last
+    python -m recommend.run -m recommender=popularity,itemknn,als,ease   # + comparison.png
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import polars as pl
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from featurestore.datasets import dataset_path, load_dataset
+from featurestore.io import write_json_atomic, write_parquet_atomic
+from featurestore.provenance import seed_everything, write_run_record
+from recommend.evaluate import evaluate_fold, pair_matrix
+from recommend.ingest import load_usage
+from recommend.interactions import Interactions, Weighting, build_interactions
+from recommend.mapping import DrugCatalog, map_events
+from recommend.models import Recommender, build_model
+from recommend.splits import Fold, excluded_items, make_split
+
+
+def recommendation_table(
+    model: Recommender, train: Interactions, fold: Fold, items: pl.DataFrame, top_k: int, exclude: str,
+    n_explain: int,
+) -> pl.DataFrame:
+    """Top-K per patient with a history at the fold's prediction time, with explanations.
+
+    ``explanation`` lists the names of the patient's past items that contribute most
+    to the score (models whose scores do not decompose over past items give none).
+    """
+    persons = fold.history["person_id"].unique().sort()
+    rows = train.rows(persons)
+    user_items = train.matrix[rows]
+    mask = pair_matrix(excluded_items(fold, exclude), persons, train)
+    ids, scores = model.recommend(rows, user_items, N=top_k, filter_already_liked_items=False, exclude=mask)
+    names = items["name"].to_list()
+    records = []
+    for position, (row, person) in enumerate(zip(rows, persons.to_list())):
+        valid = ids[position] >= 0
+        explained = model.explain_many(int(row), train.matrix, ids[position][valid], N=n_explain)
+        for rank, (item, score, because) in enumerate(zip(ids[position][valid], scores[position][valid], explained)):
+            records.append((person, rank + 1, int(item), float(score), [names[j] for j, _ in because],
+                            [round(c, 6) for _, c in because]))
+    table = pl.DataFrame(
+        records, orient="row",
+        schema={"person_id": persons.dtype, "rank": pl.Int32, "column": pl.Int64, "score": pl.Float64,
+                "explanation": pl.List(pl.String), "contribution": pl.List(pl.Float64)},
+    )
+    catalog = items.with_row_index("column").with_columns(pl.col("column").cast(pl.Int64))
+    return table.join(catalog, on="column", how="left").select(
+        "person_id", "rank", pl.col("item").alias("drug_id"), pl.col("name").alias("drug_name"),
+        pl.col("atc").alias("atc_code"), "score", "explanation", "contribution",
+    ).sort("person_id", "rank")
+
+
+def run_recommend(cfg: DictConfig, out_dir: Path, label: str | None = None) -> dict[str, Any]:
+    """The whole job; returns ``{"metrics", "objective", ...}`` (see the module docstring)."""
+    seed_everything(cfg.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    usage_spec = OmegaConf.to_container(cfg.usage, resolve=True)
+    usage = load_usage(usage_spec)
+    catalog = DrugCatalog(load_dataset("drugs"), aliases=cfg.catalog.aliases)
+    granularity = cfg.catalog.granularity
+    events, mapping = map_events(usage.events, usage.item_kind, catalog, granularity, usage.vocabulary)
+    folds = make_split(events, OmegaConf.to_container(cfg.usage_split, resolve=True))
+    items = catalog.items(granularity)
+    users = events["person_id"].unique().sort()
+    weighting = Weighting(**OmegaConf.to_container(cfg.weighting, resolve=True))
+    tasks = OmegaConf.to_container(cfg.evaluate.tasks, resolve=True)
+    recommender = OmegaConf.to_container(cfg.recommender, resolve=True)
+    metrics: dict[str, Any] = {"label": label or recommender["name"], "recommender": recommender}
+    for name, fold in folds.items():
+        train = build_interactions(fold.history, users, items["item"], weighting, progress=cfg.progress)
+        model = build_model(recommender)
+        start = time.perf_counter()
+        model.fit(train.matrix)
+        fit_seconds = time.perf_counter() - start
+        results = evaluate_fold(model, train, fold, tasks, list(cfg.evaluate.ks), cfg.evaluate.mrr_depth)
+        metrics[name] = {"fit_seconds": round(fit_seconds, 4), "split": fold.info, "tasks": results}
+    # The last fold is the test fold: its model and matrix serve the saved outputs.
+    model.save(out_dir / "model")
+    write_parquet_atomic(pl.DataFrame({"row": np.arange(users.len()), "person_id": users}), out_dir / "users.parquet")
+    write_parquet_atomic(items.with_row_index("column"), out_dir / "items.parquet")
+    table = recommendation_table(model, train, fold, items, cfg.output.top_k, cfg.output.exclude, cfg.output.explain)
+    write_parquet_atomic(table, out_dir / "recommendations.parquet")
+    write_parquet_atomic(usage.report.bad_rows, out_dir / "ingest_errors.parquet")
+    objective = cfg.objective
+    value = metrics[objective.fold]["tasks"][objective.task].get(objective.metric)
+    metrics["objective"] = {**OmegaConf.to_container(objective), "value": value}
+    write_json_atomic(out_dir / "metrics.json", metrics)
+    report = {"ingest": usage.report.to_dict(), "mapping": mapping.to_dict(),
+              "matrix": {"patients": users.len(), "items": items.height, "weighting": weighting.__dict__},
+              "split": {name: fold.info for name, fold in folds.items()}}
+    write_json_atomic(out_dir / "report.json", report)
+    write_run_record(out_dir, OmegaConf.to_container(cfg, resolve=True), cfg.seed,
+                     [*usage.files, dataset_path("drugs")])
+    return {"metrics": metrics, "objective": value, "report": report}
+
+
+def _summary(metrics: Mapping[str, Any], ks: list[int]) -> str:
+    lines = [f"{metrics['label']}:"]
+    for fold in ("validation", "test"):
+        for task, values in metrics[fold]["tasks"].items():
+            shown = ", ".join(f"{m}@{k} {values[f'{m}@{k}']:.4f}" for k in ks[-2:] for m in ("ndcg", "recall")
+                              if f"{m}@{k}" in values)
+            lines.append(f"  {fold:10s} {task:5s} patients {values.get('patients', 0):5d}  {shown}")
+        lines.append(f"  {fold:10s} fit {metrics[fold]['fit_seconds']:.3f} s")
+    return "\n".join(lines)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="recommend")
+def main(cfg: DictConfig) -> float | None:
+    hydra_cfg = HydraConfig.get()
+    out_dir = Path(hydra_cfg.runtime.output_dir)
+    result = run_recommend(cfg, out_dir, label=hydra_cfg.runtime.choices.get("recommender"))
+    print(_summary(result["metrics"], list(cfg.evaluate.ks)))
+    print(f"objective {cfg.objective.fold}/{cfg.objective.task}/{cfg.objective.metric} = {result['objective']}")
+    print(f"outputs: {out_dir}")
+    return result["objective"]
+
+
+if __name__ == "__main__":
+    main()

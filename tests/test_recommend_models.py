@@ -1,0 +1,126 @@
+"""recommend models: one interface, save/load round trips, EASE closed form, kNN vs implicit, filters."""
+
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import recommend  # noqa: F401
+from recommend.models import MODELS, build_model, load_model
+
+# 8 patients x 6 items; item 5 is never taken (an empty catalog column).
+X = sp.csr_matrix(np.array([
+    [1, 1, 0, 0, 0, 0],
+    [1, 1, 1, 0, 0, 0],
+    [0, 1, 1, 0, 0, 0],
+    [1, 0, 1, 1, 0, 0],
+    [0, 0, 0, 1, 1, 0],
+    [0, 0, 1, 1, 1, 0],
+    [1, 1, 0, 0, 1, 0],
+    [0, 0, 0, 0, 1, 0],
+], dtype=np.float32))
+USERS = np.arange(X.shape[0])
+SMALL = {
+    "popularity": {}, "random": {"seed": 3}, "itemknn": {"K": 5}, "bm25": {"similarity": "bm25", "K": 5},
+    "als": {"factors": 4, "iterations": 5, "random_state": 1}, "bpr": {"factors": 4, "iterations": 20, "random_state": 1},
+    "ease": {"l2": 2.0},
+}
+
+
+def _model(key: str):
+    name = "itemknn" if key == "bm25" else key
+    return build_model({"name": name, **SMALL[key]}).fit(X)
+
+
+@pytest.mark.parametrize("key", sorted(SMALL))
+def test_save_load_round_trip_gives_identical_recommendations(key, tmp_path):
+    model = _model(key)
+    arrays, config = model.save(tmp_path / "model")
+    assert arrays.name == "model.npz" and json.loads(config.read_text())["model"] == model.name
+    loaded = load_model(tmp_path / "model")
+    assert type(loaded) is type(model) and loaded.params() == model.params()
+    ids, scores = model.recommend(USERS, X, N=4)
+    ids2, scores2 = loaded.recommend(USERS, X, N=4)
+    np.testing.assert_array_equal(ids, ids2)
+    np.testing.assert_array_equal(scores, scores2)
+    for user in (0, 4):
+        for item in ids[user][ids[user] >= 0]:
+            assert loaded.explain(user, X, int(item)) == model.explain(user, X, int(item))
+
+
+@pytest.mark.parametrize("key", sorted(SMALL))
+def test_recommend_filters_and_pads(key):
+    model = _model(key)
+    ids, scores = model.recommend(USERS, X, N=6)
+    for user in USERS:
+        taken = set(X[user].indices)
+        valid = ids[user][ids[user] >= 0]
+        assert not taken & set(valid.tolist()) and len(valid) == 6 - len(taken)
+        assert np.all(np.diff(scores[user][: len(valid)]) <= 0) and np.all(np.isneginf(scores[user][len(valid):]))
+    exclude = sp.csr_matrix(([1.0], ([0], [5])), shape=(1, 6))
+    ids, _ = model.recommend(USERS[:1], X[:1], N=6, filter_already_liked_items=False, exclude=exclude)
+    assert sorted(ids[0][ids[0] >= 0].tolist()) == [0, 1, 2, 3, 4]
+
+
+def test_popularity_ranks_by_patients():
+    ids, scores = _model("popularity").recommend(np.array([7]), X[7:8], N=5)
+    # Patients per item: 4, 4, 4, 3, 4, 0; patient 7 took item 4; ties by lower index.
+    assert ids[0].tolist() == [0, 1, 2, 3, 5] and scores[0].tolist() == [4, 4, 4, 3, 0]
+
+
+def test_ease_matches_numpy_closed_form():
+    l2 = 2.0
+    model = _model("ease")
+    dense = X.toarray().astype(np.float64)
+    P = np.linalg.inv(dense.T @ dense + l2 * np.eye(6))
+    B = np.eye(6) - P / np.diag(P)
+    np.testing.assert_allclose(model.score(USERS, X), dense @ B, rtol=1e-5, atol=1e-6)
+    assert model.B.shape == (5, 5)  # the empty item 5 is left out of the inversion
+    contributions = model.explain(1, X, 3, N=5)
+    expected = sorted(((j, B[j, 3]) for j in (0, 1, 2) if B[j, 3] > 0), key=lambda t: -t[1])
+    assert [j for j, _ in contributions] == [j for j, _ in expected]
+    assert [c for _, c in contributions] == pytest.approx([c for _, c in expected], rel=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:Method expects CSR input")  # implicit warns about its own COO
+@pytest.mark.parametrize("similarity", ["cosine", "bm25"])
+def test_itemknn_matches_implicit(similarity):
+    from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
+
+    ours = build_model({"name": "itemknn", "similarity": similarity, "K": 5})
+    theirs = BM25Recommender(K=5) if similarity == "bm25" else CosineRecommender(K=5)
+    ours.fit(X)
+    theirs.fit(X, show_progress=False)
+    ids, scores = ours.recommend(USERS, X, N=2)
+    their_ids, their_scores = theirs.recommend(USERS, X, N=2)
+    np.testing.assert_allclose(scores, their_scores, rtol=1e-5)
+    # Where scores tie, the order may differ; the score of each listed item must agree.
+    dense = ours.score(USERS, X)
+    np.testing.assert_allclose(np.take_along_axis(dense, their_ids, axis=1), their_scores, rtol=1e-5)
+
+
+def test_explanations_name_past_items():
+    for key in ("itemknn", "als", "ease"):
+        model = _model(key)
+        ids, _ = model.recommend(np.array([5]), X[5:6], N=1)
+        contributions = model.explain(5, X, int(ids[0, 0]), N=3)
+        assert contributions and {j for j, _ in contributions} <= set(X[5].indices)
+        assert all(c > 0 for _, c in contributions)
+    assert _model("popularity").explain(0, X, 2) == [] and _model("bpr").explain(0, X, 2) == []
+
+
+def test_similar_items_and_seeded_determinism():
+    ids, _ = _model("ease").similar_items(np.array([0, 4]), N=2)
+    assert 0 not in ids[0] and 4 not in ids[1]
+    with pytest.raises(NotImplementedError):
+        _model("popularity").similar_items(np.array([0]))
+    for key in ("als", "bpr"):
+        a, b = _model(key), _model(key)
+        np.testing.assert_array_equal(a.model.item_factors, b.model.item_factors)
+
+
+def test_registry():
+    assert set(MODELS) == {"popularity", "random", "itemknn", "als", "bpr", "ease"}
+    with pytest.raises(KeyError, match="unknown recommender"):
+        build_model({"name": "gru"})
