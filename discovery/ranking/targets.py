@@ -1,0 +1,98 @@
+"""Target prediction from a multitask checkpoint: rank targets per molecule, and measure that ranking.
+
+:func:`predict_targets` orders every task of a (MoleculeACE multitask) checkpoint by predicted
+p-activity for each molecule. :func:`evaluate_target_ranking` takes the checkpoint's held-out
+test labels and, for each (molecule, measured target), the rank of that target among all
+targets by the model and by a nearest-neighbour baseline: a target's score is the highest
+ECFP4 Tanimoto of the molecule to that target's training molecules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from featurestore import FeatureStore, fingerprint_matrix
+
+from discovery.checkpoint import Predictor
+from discovery.ranking.similarity import ECFP4, fold_labels, tanimoto_blocks, training_fingerprints
+
+
+def predict_targets(predictor: Predictor, smiles: Sequence[str], store: FeatureStore) -> pl.DataFrame:
+    """One row per input x task, best target first per molecule:
+    ``input_row, input, inchikey, smiles, rank, task, prediction[, std], error`` (failed inputs: null rank)."""
+    table = predictor.predict(list(smiles), store).with_columns(
+        pl.int_range(pl.len()).floordiv(len(predictor.tasks)).alias("input_row")
+    )
+    ranked = table.with_columns(
+        pl.col("prediction").rank("ordinal", descending=True).over("input_row").cast(pl.Int64).alias("rank")
+    ).sort(["input_row", "rank"], nulls_last=True)
+    return ranked.select("input_row", "input", "inchikey", "smiles", "rank", "task", pl.exclude(
+        "input_row", "input", "inchikey", "smiles", "rank", "task"))
+
+
+def target_ranks(scores: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Rank (1 = best) of ``scores[i, columns[i]]`` within row ``i``; ties count against it (pessimistic)."""
+    own = scores[np.arange(len(columns)), columns][:, None]
+    return (scores >= own).sum(axis=1)
+
+
+def nearest_neighbour_scores(
+    query_bits: np.ndarray, train_bits: np.ndarray, train_tasks: list[np.ndarray], block_size: int = 512,
+) -> np.ndarray:
+    """``(queries, tasks)``: max Tanimoto of each query to the training molecules of each task
+    (``train_tasks[t]``: indices into ``train_bits``; 0 for a task without training molecules)."""
+    out = np.zeros((len(query_bits), len(train_tasks)))
+    for rows, sims in tanimoto_blocks(query_bits, train_bits, block_size):
+        for t, members in enumerate(train_tasks):
+            if len(members):
+                out[rows, t] = sims[:, members].max(axis=1)
+    return out
+
+
+def evaluate_target_ranking(
+    run_dir: str | Path, predictor: Predictor, store: FeatureStore, ks: Sequence[int] = (1, 3),
+) -> tuple[dict[str, Any], pl.DataFrame]:
+    """Top-k accuracy of ranking each test label's target among all targets: model vs nearest neighbour.
+
+    Returns a summary (labels, molecules, tasks, ``model``/``nearest_neighbour``: ``top<k>`` and
+    ``mean_rank``) and one row per test label: ``row, inchikey, task, target, model_rank, nn_rank``.
+    """
+    run_dir = Path(run_dir)
+    data = pl.read_parquet(run_dir / "data.parquet").select("row", "inchikey")
+    test = fold_labels(run_dir, "test").join(data, on="row")
+    unknown = set(test.get_column("task").unique()) - set(predictor.tasks)
+    if unknown:
+        raise ValueError(f"{run_dir}: test tasks {sorted(unknown)} are not tasks of the checkpoint")
+    molecules = test.select("row", "inchikey").unique("row").sort("row")
+    keys = molecules.get_column("inchikey").to_list()  # the training run's keys: no re-standardization
+
+    predicted = predictor.predict(keys, store).get_column("prediction").to_numpy()
+    model_scores = predicted.reshape(len(keys), len(predictor.tasks))
+
+    train_molecules, train_bits = training_fingerprints(run_dir, store, ECFP4, predictor.standardizer)
+    train_index = {row: i for i, row in enumerate(train_molecules.get_column("row").to_list())}
+    train = fold_labels(run_dir, "train")
+    train_tasks = [
+        np.array([train_index[r] for r in train.filter(pl.col("task") == task).get_column("row") if r in train_index],
+                 dtype=np.int64)
+        for task in predictor.tasks
+    ]
+    nn_scores = nearest_neighbour_scores(fingerprint_matrix(store.get(keys, ECFP4)), train_bits, train_tasks)
+
+    position = {row: i for i, row in enumerate(molecules.get_column("row").to_list())}
+    molecule = np.array([position[r] for r in test.get_column("row")], dtype=np.int64)
+    task = np.array([predictor.tasks.index(t) for t in test.get_column("task")], dtype=np.int64)
+    per_label = test.select("row", "inchikey", "task", "target").with_columns(
+        pl.Series("model_rank", target_ranks(model_scores[molecule], task)),
+        pl.Series("nn_rank", target_ranks(nn_scores[molecule], task)),
+    )
+    summary: dict[str, Any] = {"labels": per_label.height, "molecules": len(keys), "tasks": len(predictor.tasks)}
+    for name, column in (("model", "model_rank"), ("nearest_neighbour", "nn_rank")):
+        ranks = per_label.get_column(column).to_numpy()
+        summary[name] = {**{f"top{k}": float((ranks <= k).mean()) for k in ks}, "mean_rank": float(ranks.mean())}
+    return summary, per_label

@@ -1,0 +1,109 @@
+"""Target prediction from a multitask checkpoint (``discovery.ranking.targets``, ``python -m discovery.predict_targets``)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from hydra import compose, initialize_config_dir
+
+from featurestore import FeatureStore
+from featurestore.datasets import load_dataset
+from discovery.checkpoint import load_predictor
+from discovery.predict_targets import run_predict_targets
+from discovery.ranking.targets import evaluate_target_ranking, nearest_neighbour_scores, predict_targets, target_ranks
+from discovery.train import run_training
+
+REPO = Path(__file__).resolve().parents[1]
+TASKS = ["t_a", "t_b", "t_c"]
+
+
+def _compose(primary: str, overrides: list[str]):
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        return compose(primary, overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def multitask_run(tmp_path_factory) -> tuple[Path, Path]:
+    """A 2-member ECFP MLP on 90 ESOL molecules x 3 tasks with missing labels (random split): (run, store root)."""
+    base = tmp_path_factory.mktemp("multitask")
+    smiles = load_dataset("esol").get_column("smiles").head(90).to_list()
+    rng = np.random.default_rng(0)
+    values = rng.normal(6.0, 1.0, size=(90, 3))
+    keep = np.arange(90)[:, None] % 3 == np.arange(3)[None, :]  # one task per molecule ...
+    keep[::4] = True                                                # ... every 4th molecule has all three
+    labels = pl.DataFrame(np.where(keep, values, np.nan), schema=TASKS).fill_nan(None)
+    table = pl.concat([pl.DataFrame({"smiles": smiles}), labels], how="horizontal")
+    table.write_csv(base / "multitask.csv")
+    cfg = _compose("train", [
+        "trainer=fast", "trainer.num_threads=1", "store.progress=false", "store.n_jobs=1", f"store.root={base / 'store'}",
+        "data=file", f"data.path={base / 'multitask.csv'}", f"data.label_columns=[{','.join(TASKS)}]",
+        "model=ecfp_mlp", "model.hparams.hidden=32", "ensemble=2",
+    ])
+    run_training(cfg, base / "run")
+    return base / "run", base / "store"
+
+
+def test_predict_targets_orders_targets_per_molecule(multitask_run):
+    run, store_root = multitask_run
+    store = FeatureStore(store_root, n_jobs=1, progress=False)
+    predictor = load_predictor(run)
+    smiles = ["CCO", "not a smiles", "c1ccccc1O"]
+    table = predict_targets(predictor, smiles, store)
+    assert table.height == len(smiles) * len(TASKS)
+    assert table.columns == ["input_row", "input", "inchikey", "smiles", "rank", "task", "prediction", "std", "error"]
+    for row, group in table.group_by("input_row", maintain_order=True):
+        predictions = group.get_column("prediction").to_list()
+        if row[0] == 1:
+            assert group.get_column("rank").null_count() == 3 and group.get_column("error")[0].startswith("SMILES syntax")
+            continue
+        assert predictions == sorted(predictions, reverse=True) and group.get_column("rank").to_list() == [1, 2, 3]
+        assert sorted(group.get_column("task")) == TASKS
+        assert (group.get_column("std") > 0).all()
+    # Same numbers as the predictor, only reordered.
+    expected = predictor.predict(smiles, store).filter(pl.col("input") == "CCO").sort("task")
+    got = table.filter(pl.col("input") == "CCO").sort("task")
+    assert got.get_column("prediction").to_list() == expected.get_column("prediction").to_list()
+
+
+def test_target_ranks_and_nearest_neighbour_by_hand():
+    scores = np.array([[0.2, 0.9, 0.5], [0.7, 0.7, 0.1]])
+    assert target_ranks(scores, np.array([2, 0])).tolist() == [2, 2]  # a tie counts against the target
+    query = np.array([[1, 1, 0, 0]], dtype=np.uint8)
+    train = np.array([[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 1]], dtype=np.uint8)
+    nn = nearest_neighbour_scores(query, train, [np.array([1, 2]), np.array([0]), np.array([], dtype=np.int64)])
+    assert nn.tolist() == [[0.5, 1.0, 0.0]]
+
+
+def test_evaluate_target_ranking_agrees_with_predict_targets(multitask_run):
+    run, store_root = multitask_run
+    store = FeatureStore(store_root, n_jobs=1, progress=False)
+    predictor = load_predictor(run)
+    summary, per_label = evaluate_target_ranking(run, predictor, store)
+    splits = json.loads((run / "splits.json").read_text())
+    data = pl.read_parquet(run / "data.parquet")
+    test_labels = data[splits["folds"]["test"]].select(pl.sum_horizontal(pl.col(TASKS).is_not_null())).to_series().sum()
+    assert summary["labels"] == per_label.height == test_labels
+    assert summary["model"]["top3"] == summary["nearest_neighbour"]["top3"] == 1.0  # three targets in all
+    assert summary["model"]["top1"] == pytest.approx((per_label.get_column("model_rank") == 1).mean())
+    smiles = data.join(per_label.select("row").unique(), on="row").sort("row")
+    ranks = predict_targets(predictor, smiles.get_column("smiles").to_list(), store).join(
+        smiles.select("inchikey", "row"), on="inchikey")
+    joined = per_label.join(ranks.select("row", "task", "rank"), on=["row", "task"])
+    assert joined.height == per_label.height
+    assert joined.get_column("model_rank").to_list() == joined.get_column("rank").to_list()
+
+
+def test_predict_targets_app_writes_tables(multitask_run, tmp_path):
+    run, store_root = multitask_run
+    cfg = _compose("predict_targets", [f"checkpoint={run}", f"store.root={store_root}", "store.n_jobs=1",
+                                       "top_k=2", "evaluate_ranking=true"])
+    table = run_predict_targets(cfg, tmp_path)
+    assert table.height == 2 * 2  # two default molecules, two best targets each
+    molecules = json.loads((tmp_path / "targets.json").read_text())
+    assert [len(m["targets"]) for m in molecules] == [2, 2]
+    assert [t["rank"] for t in molecules[0]["targets"]] == [1, 2]
+    assert pl.read_csv(tmp_path / "targets.csv").height == 4
+    assert set(json.loads((tmp_path / "target_ranking.json").read_text())) == {"labels", "molecules", "tasks", "model",
+                                                                              "nearest_neighbour"}
