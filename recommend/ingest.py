@@ -188,8 +188,13 @@ def read_omop(
     concept_ancestor: str | Path | None = None,
     columns: Mapping[str, str | None] | None = None,
     date_format: str | None = None,
+    item_kind: str = "omop_concept",
 ) -> Usage:
-    """OMOP CDM DRUG_EXPOSURE (items: drug_concept_id) with optional CONCEPT / CONCEPT_ANCESTOR."""
+    """OMOP CDM DRUG_EXPOSURE (items: drug_concept_id) with optional CONCEPT / CONCEPT_ANCESTOR.
+
+    ``item_kind="drug_id"`` with ``columns={"item": "drug_source_value"}`` reads exports whose
+    source values are catalog drug ids (e.g. the synthetic cohort of ``recommend.simulate``).
+    """
     path = Path(drug_exposure)
     events, report = validate_events(
         scan_table(path), {**OMOP_DRUG_EXPOSURE, **(columns or {})}, str(path), date_format, integer_ids=True
@@ -202,7 +207,7 @@ def read_omop(
         if table:
             vocabulary[name] = read_columns(table, needed)
             files.append(Path(table))
-    return Usage(events, "omop_concept", report, vocabulary, files)
+    return Usage(events, item_kind, report, vocabulary, files)
 
 
 def read_columns(path: str | Path, needed: Sequence[str]) -> pl.DataFrame:
@@ -263,7 +268,7 @@ def load_usage(spec: Mapping[str, Any]) -> Usage:
     if fmt == "omop":
         tables = {name: resolve_path(t.get("path"), t.get("dataset")) for name, t in spec["tables"].items() if t}
         return read_omop(tables["drug_exposure"], tables.get("concept"), tables.get("concept_ancestor"), columns,
-                         date_format)
+                         date_format, spec.get("item_kind", "omop_concept"))
     file = resolve_path(spec.get("path"), spec.get("dataset"))
     if fmt == "mimic":
         return read_mimic_prescriptions(file, columns, date_format)
