@@ -140,7 +140,8 @@ def _compose_optimize(option: str):
         return compose("optimize", overrides=[f"oracle={option}"])
 
 
-@pytest.mark.parametrize("option", sorted(p.stem for p in (CONF / "oracle").glob("*.yaml")))
+# checkpoint.yaml needs a trained model (oracle.path=...); tests/test_surrogate_ga.py trains one and covers it.
+@pytest.mark.parametrize("option", sorted(p.stem for p in (CONF / "oracle").glob("*.yaml") if p.stem != "checkpoint"))
 def test_every_oracle_config_instantiates_its_oracle(option):
     oracle = instantiate(_compose_optimize(option).oracle)
     assert isinstance(oracle, Oracle) and oracle.name == option

@@ -13,8 +13,9 @@ from discovery.optimization.budget import BudgetedOracle, BudgetExhausted
 from discovery.optimization.graph_ga import GraphGA
 from discovery.optimization.metrics import auc_top_k, diversity, novelty, top_k_mean
 from discovery.optimization.runner import Optimizer, run_optimization, summarize, top_table
+from discovery.optimization.surrogate_ga import SurrogateGA
 
 __all__ = [
     "BudgetExhausted", "BudgetedOracle", "GraphGA", "Optimizer", "auc_top_k", "diversity", "novelty",
-    "run_optimization", "summarize", "top_k_mean", "top_table",
+    "SurrogateGA", "run_optimization", "summarize", "top_k_mean", "top_table",
 ]

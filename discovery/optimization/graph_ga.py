@@ -22,7 +22,7 @@ these tuned defaults, stopped only when the whole population was unchanged for
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +33,10 @@ from discovery.optimization.graph_operators import SizeLimits, crossover, mutate
 from discovery.optimization.metrics import top_k_mean
 
 log = logging.getLogger(__name__)
+
+# Makes a generation's children from the population and every molecule the previous
+# generation scored (see ``GraphGA._breeder``).
+Breeder = Callable[[list["Member"], list["Member"]], list[Chem.Mol]]
 
 # mol_opt adds this to every score before normalizing to mating probabilities.
 _MINIMUM_WEIGHT = 1e-10
@@ -75,13 +79,14 @@ class GraphGA:
         population = self._score(oracle, [Chem.MolFromSmiles(s) for s in start])
         if not population:
             raise ValueError(f"none of the {len(start)} sampled pool molecules parses; check the pool")
+        breed, scored = self._breeder(rng, limits), population
         stalled, generation = 0, 0
         while self.max_generations is None or generation < self.max_generations:
             generation += 1
             before = top_k_mean(oracle.scores(), 100) if len(oracle) > 100 else 0.0
-            children = self._offspring(population, rng, limits)
-            merged = self._score(oracle, [m.mol for m in population] + children)
-            population = sorted(merged, key=lambda m: -m.score)[: self.population_size]
+            children = breed(population, scored)
+            scored = self._score(oracle, [m.mol for m in population] + children)
+            population = sorted(scored, key=lambda m: -m.score)[: self.population_size]
             if generation % 10 == 0:
                 log.info("generation %d: %d calls, best %.3f", generation, len(oracle), population[0].score)
             if oracle.exhausted:
@@ -103,12 +108,19 @@ class GraphGA:
         scores = oracle(list(unique))
         return [Member(s, m, score) for (s, m), score in zip(unique.items(), scores)]
 
-    def _offspring(self, population: list[Member], rng: np.random.Generator, limits: SizeLimits) -> list[Chem.Mol]:
+    def _breeder(self, rng: np.random.Generator, limits: SizeLimits) -> Breeder:
+        """The per-generation child maker; subclasses (the surrogate GA) filter a larger brood here."""
+        return lambda population, _scored: self._offspring(population, rng, limits, self.offspring_size)
+
+    def _offspring(
+        self, population: list[Member], rng: np.random.Generator, limits: SizeLimits, n: int,
+    ) -> list[Chem.Mol]:
+        """Up to ``n`` children (crossover of two score-weighted parents, then mutation); failures are skipped."""
         scores = np.array([m.score for m in population])
         weights = scores - min(scores.min(), 0.0) + _MINIMUM_WEIGHT  # shift only for negative (unbounded) oracles
         mating_pool = rng.choice(len(population), size=self.population_size, replace=True, p=weights / weights.sum())
         children = []
-        for _ in range(self.offspring_size):
+        for _ in range(n):
             a, b = rng.choice(mating_pool, size=2, replace=True)
             child = crossover(population[a].mol, population[b].mol, rng, limits)
             if child is not None:

@@ -7,14 +7,16 @@ and composite objectives defined as data.
     oracle("not a smiles")                                               # 0.0
     mine = composite_oracle("mine", [{"descriptor": "qed"},
                                      {"descriptor": "MolLogP", "transform": {"kind": "gaussian", "mu": 2, "sigma": 1}}])
+    solubility = checkpoint_oracle("sol", "outputs/train/esol/gin/<time>", transform={"kind": "clipped", "lower": -6, "upper": 0})
 """
 
 from discovery.oracles import tasks as _tasks  # noqa: F401  (registers the tasks)
+from discovery.oracles.checkpoint import checkpoint_oracle
 from discovery.oracles.registry import ORACLES, Oracle, composite_oracle, get_oracle, list_oracles, register_oracle
 from discovery.oracles.tasks import PMO_TASKS
 from discovery.oracles.terms import build_term
 
 __all__ = [
-    "ORACLES", "Oracle", "PMO_TASKS", "build_term", "composite_oracle", "get_oracle", "list_oracles",
+    "ORACLES", "Oracle", "PMO_TASKS", "build_term", "checkpoint_oracle", "composite_oracle", "get_oracle", "list_oracles",
     "register_oracle",
 ]
