@@ -508,25 +508,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         steps.append(step)
         print(f"(a) {step.seconds:.2f}s: {len(keys):,} keys, {keyed.errors.height} errors", file=sys.stderr)
 
-        # (b) ECFP, cold
-        ecfp_view = FeatureView("ecfp")
-        step, (ecfp, stats) = measure("ecfp_cold", "(b) ECFP4 2048 (cold)",
-                                      lambda: store.get_with_stats(keys, ecfp_view), multiprocess=True)
-        step.molecules, step.processes = len(keys), store_procs(store, stats.computed)
-        step.notes = {"computed": stats.computed, "reused": stats.reused, "errors": stats.errors}
-        steps.append(step)
-        del ecfp
-        print(f"(b) {step.seconds:.2f}s", file=sys.stderr)
+        def cold_view(key: str, label: str, view: FeatureView):
+            """Materialize ``view`` for every key into the empty store and record the step."""
+            step, (frame, stats) = measure(key, label, lambda: store.get_with_stats(keys, view), multiprocess=True)
+            step.molecules, step.processes = len(keys), store_procs(store, stats.computed)
+            step.notes = {"computed": stats.computed, "reused": stats.reused, "errors": stats.errors}
+            steps.append(step)
+            print(f"{label.split()[0]} {step.seconds:.2f}s", file=sys.stderr)
+            return step, frame
 
-        # (c) graph, cold
+        cold_view("ecfp_cold", "(b) ECFP4 2048 (cold)", FeatureView("ecfp"))
         graph_view = FeatureView("graph")
-        step, (graph_cold, stats) = measure("graph_cold", "(c) graph features (cold, store)",
-                                            lambda: store.get_with_stats(keys, graph_view), multiprocess=True)
-        step.molecules, step.processes = len(keys), store_procs(store, stats.computed)
-        step.notes = {"computed": stats.computed, "reused": stats.reused, "errors": stats.errors}
-        steps.append(step)
-        graph_cold_step = step
-        print(f"(c) {step.seconds:.2f}s", file=sys.stderr)
+        graph_cold_step, graph_cold = cold_view("graph_cold", "(c) graph features (cold, store)", graph_view)
 
         # The standardized SMILES the graph view featurized, one per key, in key order.
         canonical = (
