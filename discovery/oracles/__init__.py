@@ -13,10 +13,10 @@ and composite objectives defined as data.
 from discovery.oracles import tasks as _tasks  # noqa: F401  (registers the tasks)
 from discovery.oracles.checkpoint import checkpoint_oracle
 from discovery.oracles.registry import ORACLES, Oracle, composite_oracle, get_oracle, list_oracles, register_oracle
-from discovery.oracles.tasks import PMO_TASKS
+from discovery.oracles.tasks import PMO_COMPAT, PMO_TASKS
 from discovery.oracles.terms import build_term
 
 __all__ = [
-    "ORACLES", "Oracle", "PMO_TASKS", "build_term", "checkpoint_oracle", "composite_oracle", "get_oracle", "list_oracles",
+    "ORACLES", "Oracle", "PMO_COMPAT", "PMO_TASKS", "build_term", "checkpoint_oracle", "composite_oracle", "get_oracle", "list_oracles",
     "register_oracle",
 ]

@@ -71,6 +71,30 @@ def num_atoms_with_h(mol: Chem.Mol) -> int:
     return Chem.AddHs(mol).GetNumAtoms()
 
 
+# PyTDC <= 0.3.6 (the oracles behind the published PMO numbers) "parse the molecular formula" of
+# the scored SMILES string itself: a capital letter with any lowercase letters after it, then an
+# optional run of digits read as the count.
+_TDC036_TOKEN = re.compile(r"([A-Z][a-z]*)(\d*)")
+
+
+def smiles_token_atom_count(smiles: str) -> int:
+    """PyTDC 0.3.6's "total atoms" of a SMILES string (not a chemical atom count).
+
+    Each token ``[A-Z][a-z]*`` followed by digits counts as that number (1 when there are no
+    digits). So aromatic (lowercase) atoms count only when glued to a preceding capital
+    (``"Cc1ccccc1"``: one token ``Cc`` + ``1`` -> 1), ring-closure digits are read as counts
+    (``"C12CCC1CC2"``: 12 + 1 + 1 + 1 + 1 + 2 = 18), bracket hydrogens count
+    (``"[nH]"`` -> 1, ``"[NH3+]"`` -> 1 + 3) and implicit hydrogens never do.
+    """
+    return sum(int(digits) if digits else 1 for _, digits in _TDC036_TOKEN.findall(smiles))
+
+
+def num_atoms_pmo(mol: Chem.Mol) -> int:
+    """PyTDC 0.3.6's total-atom term as PMO computed it: :func:`smiles_token_atom_count` of the
+    RDKit canonical SMILES (mol_opt canonicalizes with ``Chem.MolToSmiles`` before calling TDC)."""
+    return smiles_token_atom_count(Chem.MolToSmiles(mol))
+
+
 @cache
 def _sascorer() -> ModuleType:
     # The SA score ships as RDKit Contrib code (not an importable package): load it by path.
@@ -114,6 +138,7 @@ _ELEMENTS = frozenset(Chem.GetPeriodicTable().GetElementSymbol(z) for z in range
 _RDKIT_DESCRIPTORS: dict[str, Callable[[Chem.Mol], float]] = dict(Descriptors.descList)
 EXTRA_DESCRIPTORS: dict[str, Callable[[Chem.Mol], float]] = {
     "num_atoms": num_atoms_with_h,
+    "num_atoms_pmo": num_atoms_pmo,
     "sa_score": sa_score,
     "penalized_logp": penalized_logp,
 }
@@ -121,7 +146,7 @@ EXTRA_DESCRIPTORS: dict[str, Callable[[Chem.Mol], float]] = {
 
 def descriptor(name: str) -> Callable[[Chem.Mol], float]:
     """A descriptor by name: any RDKit 2D descriptor (``MolLogP``, ``TPSA``, ``qed``...),
-    ``num_atoms`` (H included), ``sa_score``, ``penalized_logp``, or ``count:<element>``."""
+    ``num_atoms`` (H included), ``num_atoms_pmo`` (PyTDC 0.3.6's SMILES token count), ``sa_score``, ``penalized_logp``, or ``count:<element>``."""
     if name.startswith("count:"):
         element = name.removeprefix("count:")
         if element not in _ELEMENTS:

@@ -12,7 +12,7 @@ Spec format for :func:`build_term` (one of the first six keys, plus optional
     {descriptor: MolLogP, transform: {kind: gaussian, mu: 2.5, sigma: 1}}
     {similarity: <SMILES>, fingerprint: ECFP4, transform: {kind: clipped, upper: 0.7}}
     {smarts: <SMARTS>, inverse: false}
-    {isomer: C7H8N2O2}
+    {isomer: C7H8N2O2, atoms: guacamol}      # atoms: pmo = PyTDC 0.3.6's total-atom count
     {oracle: celecoxib_rediscovery}          # any registered oracle, scored on the molecule
     {mean: geometric, components: [...]}     # nested composite
 """
@@ -129,15 +129,25 @@ class Mean:
         return math.exp(sum(w * math.log(s) for w, s in zip(self.weights, scores)) / total)
 
 
-def isomer(formula: str, kind: str = "geometric") -> Mean:
+# Total-atom rule of the isomer score -> the descriptor it counts with.
+ATOM_COUNT_RULES: dict[str, str] = {"guacamol": "num_atoms", "pmo": "num_atoms_pmo"}
+
+
+def isomer(formula: str, kind: str = "geometric", atoms: str = "guacamol") -> Mean:
     """Closeness to a molecular formula (GuacaMol's ``IsomerScoringFunction``).
 
     Mean of a Gaussian (sigma 1) on the count of each element of the formula (H counted
-    implicitly) and a Gaussian (sigma 2) on the total atom count including hydrogens.
+    implicitly) and a Gaussian (sigma 2) on the total atom count. ``atoms`` picks how that
+    total is counted: ``"guacamol"`` (default; GuacaMol and current TDC) counts every atom
+    including hydrogens; ``"pmo"`` reproduces PyTDC 0.3.6, used for the published PMO numbers,
+    which counts the element tokens of the canonical SMILES string instead
+    (:func:`discovery.oracles.chem.smiles_token_atom_count`). The element terms are the same.
     """
+    if atoms not in ATOM_COUNT_RULES:
+        raise ValueError(f"atom-count rule must be one of {sorted(ATOM_COUNT_RULES)}, got {atoms!r}")
     counts = parse_formula(formula)
     terms: list[Term] = [Transformed(Descriptor(f"count:{element}"), Gaussian(n, 1.0)) for element, n in counts]
-    terms.append(Transformed(Descriptor("num_atoms"), Gaussian(sum(n for _, n in counts), 2.0)))
+    terms.append(Transformed(Descriptor(ATOM_COUNT_RULES[atoms]), Gaussian(sum(n for _, n in counts), 2.0)))
     return Mean(tuple(terms), kind)
 
 
@@ -165,7 +175,7 @@ def build_term(spec: Mapping[str, Any], where: str = "objective") -> tuple[Term,
         raise ValueError(f"{where}: give exactly one of {list(_KINDS)}, got {sorted(spec)}")
     kind = kinds[0]
     allowed = {kind, "transform", "weight", "name"} | {
-        "similarity": {"fingerprint"}, "smarts": {"inverse"}, "components": {"mean"}, "isomer": {"mean"},
+        "similarity": {"fingerprint"}, "smarts": {"inverse"}, "components": {"mean"}, "isomer": {"mean", "atoms"},
     }.get(kind, set())
     unknown = set(spec) - allowed
     if unknown:
@@ -178,7 +188,7 @@ def build_term(spec: Mapping[str, Any], where: str = "objective") -> tuple[Term,
         elif kind == "smarts":
             term = Smarts(spec["smarts"], bool(spec.get("inverse", False)))
         elif kind == "isomer":
-            term = isomer(spec["isomer"], spec.get("mean", "geometric"))
+            term = isomer(spec["isomer"], spec.get("mean", "geometric"), spec.get("atoms", "guacamol"))
         elif kind == "oracle":
             from discovery.oracles.registry import get_oracle  # the registry imports this module
 
