@@ -55,11 +55,9 @@ def load_source(name: str, spec: Mapping[str, Any]) -> tuple[pl.DataFrame, Path]
     return load_dataset(name), dataset_path(name)
 
 
-def _resolve_views(names: list[str], views: Mapping[str, FeatureView], dataset: str) -> list[FeatureView]:
-    unknown = [n for n in names if n not in views]
-    if unknown:
-        raise KeyError(f"dataset {dataset!r} asks for view(s) {unknown} not in featurizer=[...]; selected: {sorted(views)}")
-    return [views[n] for n in names]
+def _selected(names: list[str], views: Mapping[str, FeatureView]) -> list[FeatureView]:
+    """The dataset's views that ``featurizer=[...]`` selected, in the dataset's order."""
+    return [views[name] for name in names if name in views]
 
 
 def build_feature_store(
@@ -82,7 +80,7 @@ def build_feature_store(
             keyed = store.standardize(smiles.to_list(), standardizer)
             rows.append(_summary_row(name, "smiles", table.height, keyed.stats))
             errors.append(keyed.errors.with_columns(pl.lit(name).alias("dataset"), pl.lit("standardize").alias("view")))
-            for view in _resolve_views([v for v in molecules["views"] if v in views], views, name):
+            for view in _selected(molecules["views"], views):
                 features, stats = store.get_with_stats(keyed.keys, view)
                 rows.append(_summary_row(name, "molecule", len(keyed.keys), stats))
                 errors.append(_view_errors(features, name, view))
@@ -92,7 +90,7 @@ def build_feature_store(
                 pl.col(proteins["key"]).cast(pl.String).alias("protein_id"), pl.col(proteins["column"]).alias("sequence")
             ).unique("protein_id", maintain_order=True)
             store.register_entities("protein", entities)
-            for view in _resolve_views([v for v in proteins["views"] if v in views], views, name):
+            for view in _selected(proteins["views"], views):
                 features, stats = store.get_with_stats(entities.get_column("protein_id").to_list(), view)
                 rows.append(_summary_row(name, "protein", entities.height, stats))
                 errors.append(_view_errors(features, name, view))

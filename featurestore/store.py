@@ -107,13 +107,15 @@ class FeatureStore:
             return None
         return pl.scan_parquet(folder / "part-*.parquet")
 
+    @staticmethod
+    def _empty(view: FeatureView) -> pl.DataFrame:
+        """A view's stored columns with no rows: key, features, error."""
+        return pl.DataFrame(schema={view.key_column: pl.String, **view.build().schema(), "error": pl.String})
+
     def read_view(self, view: FeatureView) -> pl.DataFrame:
         """Every stored row of a view (empty frame with the right columns if none)."""
         scan = self._scan(self.view_dir(view))
-        if scan is None:
-            featurizer = view.build()
-            return pl.DataFrame(schema={view.key_column: pl.String, **featurizer.schema(), "error": pl.String})
-        return scan.collect()
+        return self._empty(view) if scan is None else scan.collect()
 
     def read_entities(self, entity: str) -> pl.DataFrame:
         """Every registered entity row (key + attributes)."""
@@ -131,9 +133,9 @@ class FeatureStore:
         """Append rows whose key is not stored yet; return the rows actually written."""
         rows = rows.unique(subset=key, keep="first", maintain_order=True)
         with file_lock(self.root / "locks" / f"{lock_name}.lock"):
-            stored = self._lookup(folder, key, rows.select(key))
-            if stored is not None and stored.height:
-                rows = rows.join(stored.select(key), on=key, how="anti")
+            scan = self._scan(folder)
+            if scan is not None:  # keys only: decoding stored features here would hold the lock for nothing
+                rows = rows.join(scan.select(key).collect(), on=key, how="anti")
             if rows.height:
                 name = f"part-{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
                 write_parquet_atomic(rows, folder / name)
@@ -187,13 +189,12 @@ class FeatureStore:
                     frames.append(frame)
                     bar.update(len(chunk))
         bar.close()
-        return pl.concat(frames, how="vertical") if frames else view.build().batch([])
+        return pl.concat(frames, how="vertical") if frames else self._empty(view).drop(view.key_column)
 
     def get(self, keys: Iterable[str], view: FeatureView) -> pl.DataFrame:
         """Features of ``view`` for ``keys`` in request order, materializing only the missing keys.
 
         Keys unknown to the view's entity table come back as rows with an ``error``.
-        The :class:`MaterializeStats` of the call is kept in ``self.last_stats``.
         """
         return self.get_with_stats(keys, view)[0]
 
@@ -211,13 +212,11 @@ class FeatureStore:
         if missing.height:
             new_rows, stats.computed = self._materialize(view, missing.get_column(key).to_list())
             frames.append(new_rows)
-        featurizer = view.build()
-        empty = pl.DataFrame(schema={key: pl.String, **featurizer.schema(), "error": pl.String})
+        empty = self._empty(view)
         found = pl.concat([empty, *frames], how="vertical_relaxed") if frames else empty
         result = request.join(found, on=key, how="left").sort("_order").drop("_order")
         stats.errors = int(result.get_column("error").is_not_null().sum())
         stats.seconds = time.perf_counter() - start
-        self.last_stats = stats
         return result, stats
 
     def _materialize(self, view: FeatureView, keys: list[str]) -> tuple[pl.DataFrame, int]:

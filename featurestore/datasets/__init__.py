@@ -20,7 +20,7 @@ failed. That column is the entity key used by the feature store.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
@@ -362,33 +362,27 @@ _ALL: tuple[DatasetInfo, ...] = (
             "moses_index": "Int64, -, 0-based row index in train.csv.gz",
         },
     ),
-    DatasetInfo(
-        name="moses_full",
-        title="MOSES training set, all 1,584,663 molecules (built on demand)",
-        file="full/moses_train.parquet",
-        entity="molecule",
-        smiles_column="smiles",
-        target_columns={},
-        task="pool",
-        split_column=None,
-        source_package="molsets==0.3.1",
-        source_paths=("moses/dataset/data/train.csv.gz",),
-        license="MIT (molsets); molecules from ZINC Clean Leads",
-        citation=_MOSES_CITE,
-        description=(
-            _MOSES_DESCRIPTION + "Not committed (data/full/ is git-ignored): build it with "
-            "`python -m featurestore.datasets build --moses-full`."
-        ),
-        columns={
-            "smiles": "String, -, SMILES as given",
-            "moses_index": "Int64, -, 0-based row index in train.csv.gz",
-        },
-        on_demand=True,
-    ),
 )
 
 from featurestore.datasets.usage import USAGE_DATASETS  # noqa: E402 (needs DatasetInfo)
 
+def _moses_full(sample: DatasetInfo) -> DatasetInfo:
+    """The whole MOSES training set: the sample's entry, another file, no precomputed keys."""
+    return replace(
+        sample,
+        name="moses_full",
+        title="MOSES training set, all 1,584,663 molecules (built on demand)",
+        file="full/moses_train.parquet",
+        description=(
+            _MOSES_DESCRIPTION + "Not committed (data/full/ is git-ignored): build it with "
+            "`python -m featurestore.datasets build --moses-full`."
+        ),
+        columns={name: text for name, text in sample.columns.items() if name != "inchikey"},
+        on_demand=True,
+    )
+
+
+_ALL = (*_ALL, _moses_full(next(info for info in _ALL if info.name == "moses_sample")))
 DATASETS: dict[str, DatasetInfo] = {info.name: info for info in (*_ALL, *USAGE_DATASETS)}
 
 

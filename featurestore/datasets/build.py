@@ -190,10 +190,7 @@ def load_plain_pickle(data: bytes) -> object:
 
 
 def _standardize_key(smiles: str) -> tuple[str | None, str | None]:
-    try:
-        result = standardize_smiles(smiles)
-    except Exception as exc:  # e.g. KekulizeException from InChI generation
-        return None, f"standardize_smiles raised {type(exc).__name__}: {exc}"
+    result = standardize_smiles(smiles)  # never raises: failures come back as result.error
     return result.inchikey, result.error
 
 
