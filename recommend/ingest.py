@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 
 from featurestore.datasets import dataset_path
+from featurestore.io import require_columns
 
 DATE_FIELDS = ("start", "end")
 NUMBER_FIELDS = ("days_supply", "quantity")
@@ -213,10 +214,7 @@ def read_omop(
 def read_columns(path: str | Path, needed: Sequence[str]) -> pl.DataFrame:
     """The ``needed`` columns of a table (vocabularies, PERSON); fail naming the file and missing columns."""
     frame = scan_table(path)
-    available = frame.collect_schema().names()
-    missing = [c for c in needed if c not in available]
-    if missing:
-        raise KeyError(f"{path}: missing column(s) {missing}; available: {available}")
+    require_columns(frame.head(0).collect(), needed, str(path))
     return frame.select(needed).collect()
 
 

@@ -168,20 +168,20 @@ USAGE_DATASETS: tuple[DatasetInfo, ...] = (
 Notes = list[str]
 
 
-def _query(pkgs: PackageCache, sql: str) -> pl.DataFrame:
-    """Run ``sql`` on the Eunomia DuckDB file (extracted to a temp folder) as polars."""
+def _query(pkgs: PackageCache, *sql: str) -> list[pl.DataFrame]:
+    """Run each ``sql`` on the Eunomia DuckDB file (extracted once to a temp folder) as polars."""
     import duckdb  # build-time dependency only
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "eunomia.duckdb"
         path.write_bytes(pkgs.read(_EUNOMIA, _EUNOMIA_DB))
         with duckdb.connect(str(path), read_only=True) as con:
-            return con.execute(sql).pl()
+            return [con.execute(query).pl() for query in sql]
 
 
 def _table(info: DatasetInfo, pkgs: PackageCache, table: str) -> pl.DataFrame:
     """The OMOP table's columns that ``info`` declares, with lower-case names."""
-    df = _query(pkgs, f"SELECT * FROM {table}")
+    (df,) = _query(pkgs, f"SELECT * FROM {table}")
     return df.rename(str.lower).select(list(info.columns))
 
 
@@ -241,8 +241,9 @@ def _concept_notes(df: pl.DataFrame) -> Notes:
 
 
 def _build_concept_ancestor(info: DatasetInfo, pkgs: PackageCache) -> tuple[pl.DataFrame, Notes]:
-    raw = _query(pkgs, "SELECT * FROM concept_ancestor").rename(str.lower)
-    concepts = _query(pkgs, "SELECT concept_id FROM concept").rename(str.lower)["concept_id"]
+    raw, concepts = _query(pkgs, "SELECT * FROM concept_ancestor", "SELECT concept_id FROM concept")
+    raw = raw.rename(str.lower)
+    concepts = concepts.rename(str.lower)["concept_id"]
     # The source stores ancestor_concept_id as DOUBLE: check it holds integers before casting.
     ancestors = raw["ancestor_concept_id"]
     if (ancestors != ancestors.floor()).any():

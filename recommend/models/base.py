@@ -17,6 +17,8 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
+from featurestore.io import atomic_path, write_json_atomic
+
 FORMAT_VERSION = 1
 MODELS: dict[str, type[Recommender]] = {}
 
@@ -119,12 +121,11 @@ class Recommender(ABC):
     def save(self, path: str | Path) -> tuple[Path, Path]:
         """Write ``<path>.npz`` (arrays) and ``<path>.json`` (name, params); return both paths."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        arrays, config = path.with_suffix(".npz"), path.with_suffix(".json")
-        np.savez(arrays, **self._state())
-        config.write_text(json.dumps(
-            {"model": self.name, "params": self.params(), "n_items": self.n_items, "format_version": FORMAT_VERSION},
-            indent=2, sort_keys=True) + "\n")
+        arrays = path.with_suffix(".npz")
+        with atomic_path(arrays) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, **self._state())
+        config = write_json_atomic(path.with_suffix(".json"), {
+            "model": self.name, "params": self.params(), "n_items": self.n_items, "format_version": FORMAT_VERSION})
         return arrays, config
 
 

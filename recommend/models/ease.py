@@ -42,9 +42,7 @@ class EASERecommender(Recommender):
         return self
 
     def score(self, user_ids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
-        out = np.zeros((user_items.shape[0], self.n_items), dtype=np.float32)
-        out[:, self.active] = user_items[:, self.active] @ self.B
-        return out
+        return self._full_columns(user_items[:, self.active] @ self.B)
 
     def _full_columns(self, local: np.ndarray) -> np.ndarray:
         out = np.zeros((local.shape[0], self.n_items), dtype=np.float32)
