@@ -93,9 +93,12 @@ class Predictor:
             empty = np.zeros((0, len(self.tasks)))
             return empty, empty.copy()
         per_member = []
+        fingerprints = None  # built once, shared by the classical members
         for member in self.members:
             if isinstance(member, ClassicalModel):
-                raw = member.predict(fingerprint_array(list(examples)))
+                if fingerprints is None:
+                    fingerprints = fingerprint_array(list(examples))
+                raw = member.predict(fingerprints)
             else:
                 raw = predict_outputs(member, examples, self.batch_size, self.device)
                 if self.task_type == "classification":

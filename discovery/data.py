@@ -104,13 +104,16 @@ class MoleculeDataset:
     def __len__(self) -> int:
         return self.molecules.height
 
+    def label_cells(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, task columns)`` of every label, in ``labels`` order: its cell in a ``(molecules, tasks)`` matrix."""
+        task_index = {task: i for i, task in enumerate(self.tasks)}
+        cols = np.array([task_index[t] for t in self.labels.get_column("task").to_list()], dtype=np.int64)
+        return self.labels.get_column("row").to_numpy(), cols
+
     def target_matrix(self) -> np.ndarray:
         """``(molecules, tasks)`` float64 targets, NaN where a molecule has no label for a task."""
         matrix = np.full((len(self), len(self.tasks)), np.nan)
-        task_index = {task: i for i, task in enumerate(self.tasks)}
-        rows = self.labels.get_column("row").to_numpy()
-        cols = np.array([task_index[t] for t in self.labels.get_column("task").to_list()], dtype=np.int64)
-        matrix[rows, cols] = self.labels.get_column("target").to_numpy()
+        matrix[self.label_cells()] = self.labels.get_column("target").to_numpy()
         return matrix
 
     def wide_table(self) -> pl.DataFrame:

@@ -148,11 +148,8 @@ class GivenSplit:
         unknown = set(labels.get_column("split").unique().to_list()) - {"train", "test"}
         if unknown:
             raise ValueError(f"data {dataset.name!r}: given split values must be train/test, found {sorted(unknown)}")
-        task_index = {task: i for i, task in enumerate(dataset.tasks)}
         assignment = np.full((len(dataset), len(dataset.tasks)), UNASSIGNED, dtype=np.int8)
-        rows = labels.get_column("row").to_numpy()
-        cols = np.array([task_index[t] for t in labels.get_column("task").to_list()], dtype=np.int64)
-        assignment[rows, cols] = np.where(labels.get_column("split").to_numpy() == "test", 2, 0)
+        assignment[dataset.label_cells()] = np.where(labels.get_column("split").to_numpy() == "test", 2, 0)
         train_rows = np.flatnonzero((assignment == 0).any(axis=1))
         rng = np.random.default_rng(self.seed)
         val_rows = rng.choice(train_rows, size=int(round(self.val_fraction * len(train_rows))), replace=False)

@@ -49,18 +49,20 @@ log = logging.getLogger(__name__)
 
 def fit_member(
     name: str, hparams: dict[str, Any], inputs: list, targets: np.ndarray, masks: dict[str, np.ndarray], split: Split,
-    trainer: TrainerConfig, task_type: str, seed: int, on_epoch: EpochCallback,
+    trainer: TrainerConfig, task_type: str, seed: int, on_epoch: EpochCallback, fingerprints: np.ndarray | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Build one ensemble member from ``seed`` and fit it on scaled ``targets``.
 
-    Returns the model and what its training recorded: the epoch history and best epoch, or
-    what a classical model chose on validation.
+    ``fingerprints`` (``fingerprint_array(inputs)``, built once per ensemble) feeds a classical
+    model. Returns the model and what its training recorded: the epoch history and best
+    epoch, or what a classical model chose on validation.
     """
     seed_everything(seed)  # before building: the seed decides the initial weights
     model = build_model(name, hparams)
     rows = {fold: split.rows(fold) for fold in ("train", "val")}
     if isinstance(model, ClassicalModel):
-        fingerprints = fingerprint_array(inputs)
+        if fingerprints is None:
+            fingerprints = fingerprint_array(inputs)
         chosen = model.fit(
             fingerprints[rows["train"]], targets[rows["train"]], masks["train"][rows["train"]],
             fingerprints[rows["val"]], targets[rows["val"]], masks["val"][rows["val"]], seed,
@@ -74,10 +76,11 @@ def fit_member(
 
 def fit_ensemble(
     cfg: DictConfig, dataset: MoleculeDataset, split: Split, masks: dict[str, np.ndarray], out_dir: Path
-) -> tuple[Predictor, list[dict[str, Any]]]:
+) -> tuple[Predictor, list[dict[str, Any]], list]:
     """Scale the targets on the training labels and fit ``cfg.ensemble`` members (seeds ``seed``, ``seed+1``, ...).
 
-    ``masks`` holds each fold's labels (``split.label_mask``).
+    ``masks`` holds each fold's labels (``split.label_mask``). Also returns the model inputs
+    (one per dataset row), so predictions reuse them instead of rebuilding them.
     """
     if not masks["train"].any() or not masks["val"].any():
         raise ValueError(f"{dataset.name}: the split leaves no training or no validation labels")
@@ -90,8 +93,10 @@ def fit_ensemble(
     inputs = model_inputs(cls.input_kind, dataset.features)
     hparams = {**OmegaConf.to_container(cfg.model.hparams, resolve=True), "n_tasks": len(dataset.tasks),
                **input_dims(cls.input_kind, inputs)}
+    fingerprints = None
     if issubclass(cls, ClassicalModel):
         hparams["task_type"] = dataset.task_type
+        fingerprints = fingerprint_array(inputs)
     trainer: TrainerConfig = instantiate(cfg.trainer)
     if trainer.num_threads:
         torch.set_num_threads(trainer.num_threads)
@@ -99,28 +104,27 @@ def fit_ensemble(
     members, fitted = [], []
     for k in range(cfg.ensemble):
         model, info = fit_member(cfg.model.name, hparams, inputs, scaled, masks, split, trainer, dataset.task_type,
-                                 cfg.seed + k, partial(logger.log_epoch, k))
+                                 cfg.seed + k, partial(logger.log_epoch, k), fingerprints)
         members.append(model)
         fitted.append(info)
     logger.close()
     predictor = Predictor(cfg.model.name, members, dataset.tasks, dataset.task_type, scaler, dataset.view,
                           instantiate(cfg.standardizer), trainer.eval_batch_size, trainer.device)
-    return predictor, fitted
+    return predictor, fitted, inputs
 
 
-def fold_predictions(predictor: Predictor, dataset: MoleculeDataset, split: Split) -> pl.DataFrame:
-    """Every label with its fold and the predictor's mean (and std) for it.
+def fold_predictions(predictor: Predictor, dataset: MoleculeDataset, split: Split, inputs: list) -> pl.DataFrame:
+    """Every label with its fold and the predictor's mean (and std) for it (``inputs``: the model inputs per row).
 
     Columns: ``inchikey, smiles, task, split, target, prediction[, std][, cliff_mol], measurements``.
     """
-    task_index = {task: t for t, task in enumerate(dataset.tasks)}
-    labels = dataset.labels.drop("split", strict=False)
-    assignment = split.assignment[labels.get_column("row").to_numpy(), [task_index[t] for t in labels.get_column("task")]]
-    labels = labels.with_columns(pl.Series("fold", assignment, dtype=pl.Int8))
+    labels = dataset.labels.drop("split", strict=False).with_columns(
+        pl.Series("fold", split.assignment[dataset.label_cells()], dtype=pl.Int8)
+    )
     frames = []
     for code, fold in enumerate(FOLDS):
         rows = split.rows(fold)
-        mean, std = predictor.predict_features(dataset.features[rows])
+        mean, std = predictor.predict_examples([inputs[row] for row in rows])
         grid = pl.DataFrame({
             "row": np.repeat(rows, len(dataset.tasks)),
             "task": dataset.tasks * len(rows),
@@ -153,8 +157,8 @@ def run_training(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     masks = {fold: split.label_mask(fold, labelled) for fold in FOLDS}
     labels_per_fold = {fold: int(mask.sum()) for fold, mask in masks.items()}
     log.info("labels per fold: %s", labels_per_fold)
-    predictor, fitted = fit_ensemble(cfg, dataset, split, masks, out_dir)
-    predictions = fold_predictions(predictor, dataset, split)
+    predictor, fitted, inputs = fit_ensemble(cfg, dataset, split, masks, out_dir)
+    predictions = fold_predictions(predictor, dataset, split, inputs)
     write_parquet_atomic(predictions, out_dir / "predictions.parquet")
     metrics = evaluate(predictions, dataset.tasks, dataset.task_type)
     metrics["objective"] = objective(metrics)
