@@ -132,6 +132,7 @@ class Surrogate:
         self.seconds = {"fit": 0.0, "predict": 0.0}
         self.generations = 0
         self._canonical: dict[str, str | None] = {}  # Member SMILES -> budget key, so each is parsed once
+        self._built: dict[str, Data | None] = {}  # graphs of the last predict call's uncached molecules
 
     def key(self, smiles: str) -> str | None:
         """The key the budget charges ``smiles`` under (None if it does not parse)."""
@@ -164,12 +165,18 @@ class Surrogate:
             return candidates
         mean, std = self.predict(candidates)
         values = acquisition_values(mean, std, self.config.acquisition, self.config.beta, max(self.scores.values()))
-        return [candidates[i] for i in select_top(values, n)]
+        chosen = [candidates[i] for i in select_top(values, n)]
+        # The chosen go to the oracle and into the next fit: keep the graphs predict built so refit reuses them.
+        self.graphs.update((key, self._built[key]) for key in chosen if key in self._built)
+        return chosen
 
     def predict(self, smiles: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Ensemble mean and standard deviation in score units; ``-inf`` mean where featurization fails."""
+        """Ensemble mean and standard deviation in score units; ``-inf`` mean where featurization fails.
+        Graphs already cached (scored molecules) are reused; the others are built and kept in ``_built``."""
         start = time.perf_counter()
-        graphs = smiles_graphs(smiles)
+        missing = [s for s in smiles if s not in self.graphs]
+        self._built = dict(zip(missing, smiles_graphs(missing))) if missing else {}
+        graphs = [self.graphs[s] if s in self.graphs else self._built[s] for s in smiles]
         ok = np.array([g is not None for g in graphs])
         mean, std = np.full(len(graphs), -np.inf), np.zeros(len(graphs))
         if ok.any():

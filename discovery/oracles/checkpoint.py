@@ -32,13 +32,18 @@ class CheckpointPrediction:
     task: int
     transform: Transform
     kappa: float = 0.0
+    # The view's featurizer, built once here rather than on every oracle call.
+    _featurizer: Any = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_featurizer", self.predictor.view.build())
 
     def raw(self, mol: Chem.Mol) -> tuple[float, float] | None:
         """``(mean, std)`` of the task in target units, or None if the molecule cannot be featurized."""
         standardized = self.predictor.standardizer(Chem.MolToSmiles(mol))
         if standardized.error is not None:
             return None
-        features = self.predictor.view.build().batch([standardized.smiles])
+        features = self._featurizer.batch([standardized.smiles])
         if features.get_column("error")[0] is not None:
             return None
         mean, std = self.predictor.predict_features(features)
