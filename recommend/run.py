@@ -37,7 +37,7 @@ from recommend.evaluate import evaluate_fold, pair_matrix
 from recommend.ingest import load_usage
 from recommend.interactions import Interactions, Weighting, build_interactions
 from recommend.mapping import DrugCatalog, map_events
-from recommend.models import Recommender, build_model
+from recommend.models import FitContext, Recommender, build_model
 from recommend.splits import Fold, excluded_items, make_split
 
 
@@ -93,7 +93,7 @@ def run_recommend(cfg: DictConfig, out_dir: Path, label: str | None = None) -> d
     metrics: dict[str, Any] = {"label": label or recommender["name"], "recommender": recommender}
     for name, fold in folds.items():
         train = build_interactions(fold.history, users, items["item"], weighting, progress=cfg.progress)
-        model = build_model(recommender)
+        model = build_model(recommender).with_context(FitContext(items, users, fold.history))
         start = time.perf_counter()
         model.fit(train.matrix)
         fit_seconds = time.perf_counter() - start

@@ -7,7 +7,7 @@
 from collections.abc import Mapping
 from typing import Any
 
-from recommend.models.base import MODELS, Recommender, load_model, register_model
+from recommend.models.base import MODELS, FitContext, Recommender, load_model, register_model
 from recommend.models.ease import EASERecommender
 from recommend.models.factorization import ALSRecommender, BPRRecommender
 from recommend.models.knn import ItemKNNRecommender

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import polars as pl
 import scipy.sparse as sp
 
 from featurestore.io import atomic_path, write_json_atomic
@@ -44,6 +46,20 @@ def _csr_from(prefix: str, arrays: dict[str, np.ndarray]) -> sp.csr_matrix:
                          shape=tuple(arrays[f"{prefix}_shape"]))
 
 
+@dataclass(frozen=True)
+class FitContext:
+    """What a run knows beyond the matrix, for models that use more than the CSR.
+
+    ``items``: one row per matrix column (item, name, atc, ...); ``users``: person_id per
+    matrix row; ``events``: the time-ordered usage events behind the matrix (person_id,
+    item, start, ...; the fold's history only, so nothing from the future).
+    """
+
+    items: pl.DataFrame
+    users: pl.Series
+    events: pl.DataFrame
+
+
 class Recommender(ABC):
     """Base class: subclasses set their params in ``__init__`` and implement fit/score/state."""
 
@@ -53,6 +69,13 @@ class Recommender(ABC):
     @abstractmethod
     def params(self) -> dict[str, Any]:
         """Constructor arguments (JSON-able): ``type(self)(**self.params())`` is an unfitted twin."""
+
+    def with_context(self, context: FitContext) -> Recommender:
+        """Give the model the run's catalog and event history before ``fit``; returns self.
+
+        Matrix-only models ignore it; content and sequential models override it.
+        """
+        return self
 
     @abstractmethod
     def fit(self, user_items: sp.csr_matrix) -> Recommender:
