@@ -34,10 +34,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from featurestore.io import write_json_atomic, write_parquet_atomic
 from featurestore.provenance import seed_everything, write_run_record
+from featurestore.runs import flatten
 
 from discovery.checkpoint import Predictor, TargetScaler
 from discovery.data import MoleculeDataset, build_dataset
 from discovery.inputs import fingerprint_array, input_dims, model_inputs
+from discovery.loggers import TrainingLogger
 from discovery.metrics import evaluate, objective
 from discovery.models import ClassicalModel, build_model, model_class
 from discovery.plots import plot_learning_curves
@@ -75,7 +77,7 @@ def fit_member(
 
 
 def fit_ensemble(
-    cfg: DictConfig, dataset: MoleculeDataset, split: Split, masks: dict[str, np.ndarray], out_dir: Path
+    cfg: DictConfig, dataset: MoleculeDataset, split: Split, masks: dict[str, np.ndarray], logger: TrainingLogger
 ) -> tuple[Predictor, list[dict[str, Any]], list]:
     """Scale the targets on the training labels and fit ``cfg.ensemble`` members (seeds ``seed``, ``seed+1``, ...).
 
@@ -100,14 +102,12 @@ def fit_ensemble(
     trainer: TrainerConfig = instantiate(cfg.trainer)
     if trainer.num_threads:
         torch.set_num_threads(trainer.num_threads)
-    logger = instantiate(cfg.logger, out_dir=out_dir)
     members, fitted = [], []
     for k in range(cfg.ensemble):
         model, info = fit_member(cfg.model.name, hparams, inputs, scaled, masks, split, trainer, dataset.task_type,
                                  cfg.seed + k, partial(logger.log_epoch, k), fingerprints)
         members.append(model)
         fitted.append(info)
-    logger.close()
     predictor = Predictor(cfg.model.name, members, dataset.tasks, dataset.task_type, scaler, dataset.view,
                           instantiate(cfg.standardizer), trainer.eval_batch_size, trainer.device)
     return predictor, fitted, inputs
@@ -157,7 +157,10 @@ def run_training(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     masks = {fold: split.label_mask(fold, labelled) for fold in FOLDS}
     labels_per_fold = {fold: int(mask.sum()) for fold, mask in masks.items()}
     log.info("labels per fold: %s", labels_per_fold)
-    predictor, fitted, inputs = fit_ensemble(cfg, dataset, split, masks, out_dir)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    logger: TrainingLogger = instantiate(cfg.logger, out_dir=out_dir)
+    logger.log_params(flatten(config))
+    predictor, fitted, inputs = fit_ensemble(cfg, dataset, split, masks, logger)
     predictions = fold_predictions(predictor, dataset, split, inputs)
     write_parquet_atomic(predictions, out_dir / "predictions.parquet")
     metrics = evaluate(predictions, dataset.tasks, dataset.task_type)
@@ -171,7 +174,10 @@ def run_training(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         plot_learning_curves(histories, out_dir / "learning_curve.png", f"{cfg.model.name} on {dataset.name}")
     predictor.save(out_dir / "checkpoint", {"data": dataset.name, "member_seeds": [info["seed"] for info in fitted]})
     write_json_atomic(out_dir / "metrics.json", metrics)
-    write_run_record(out_dir, OmegaConf.to_container(cfg, resolve=True), cfg.seed, [dataset.source_file])
+    logger.log_metrics({name: value for name, value in flatten(metrics, skip=["training"]).items()
+                        if isinstance(value, (int, float)) and not isinstance(value, bool)})
+    logger.close()
+    write_run_record(out_dir, config, cfg.seed, [dataset.source_file])
     return metrics
 
 

@@ -209,3 +209,18 @@ def test_optuna_sweep_returns_the_validation_metric(tmp_path):
     values = [json.loads((run / "metrics.json").read_text())["objective"]["value"] for run in sweep.iterdir() if run.is_dir()]
     assert len(values) == 2
     assert best["best_value"] == pytest.approx(min(values))
+
+
+def test_mlflow_logger_records_config_epochs_and_final_metrics(tmp_path):
+    pytest.importorskip("mlflow", reason="the test extra installs mlflow-skinny")
+    from mlflow.tracking import MlflowClient
+
+    out = tmp_path / "run"
+    metrics = _run_in_process(out, tmp_path / "store", "logger=mlflow", "model=ecfp_mlp", "model.hparams.hidden=16",
+                              "data.max_rows=80", "trainer.max_epochs=3")
+    client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("discovery.train").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.name"] == "ecfp_mlp"
+    assert run.data.metrics["test.rmse"] == pytest.approx(metrics["test"]["rmse"])
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "member0/train_loss")] == [0, 1, 2]
