@@ -68,8 +68,9 @@ def test_run_writes_config_metrics_predictions_curve_and_checkpoint(esol_run):
     run_dir, _ = esol_run
     for name in [".hydra/config.yaml", "run.json", "metrics.json", "predictions.parquet", "learning_curve.png",
                  "epochs.csv", "splits.json", "data.parquet", "data_report.json", "checkpoint/weights.pt",
-                 "checkpoint/model.json"]:
+                 "checkpoint/model.json", "report.html"]:
         assert (run_dir / name).is_file(), name
+    assert "learning_curve.png" in (run_dir / "report.html").read_text()
     spec = json.loads((run_dir / "checkpoint/model.json").read_text())
     assert spec["model"] == "dmpnn" and spec["hparams"]["hidden"] == 64 and spec["tasks"] == ["log_solubility"]
     assert spec["view"]["featurizer"] == "graph" and spec["view"]["id"].startswith("graph-")

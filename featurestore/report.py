@@ -1,0 +1,187 @@
+"""A self-contained HTML report of a run folder: ``python -m featurestore.report <run_dir>``.
+
+Works for any app's run folder (it reads what the run wrote, not the app's code): the
+header from ``run.json`` (app, time, commit, seed, data fingerprints), the metrics from
+``metrics.json`` as tables, every PNG/SVG picture the run drew, a preview of each result
+table (parquet) with a 2-D structure drawing for rows that carry a ``smiles`` column,
+and the resolved config. Pictures are embedded (base64 data URLs, structures as inline SVG) and the style is
+inline: the file opens offline and loads nothing from the network.
+
+Each app writes ``report.html`` at the end of a successful job through
+:class:`ReportCallback` (``hydra.callbacks.report`` in its primary config).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import yaml
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from featurestore.io import atomic_path
+from featurestore.runs import flatten, read_run
+
+# Result tables first, in this order; other parquet files follow by name. Inputs are skipped.
+TABLE_ORDER = ("ranked", "recommendations", "best_molecules", "top_molecules", "predictions", "calls")
+SKIP_TABLES = ("data", "users", "items", "ingest_errors")
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
+color:#222;padding:0 1em} h1{font-size:1.5em} h2{font-size:1.2em;border-bottom:1px solid #ccc;padding-top:.6em}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0} td,th{border:1px solid #ddd;padding:3px 6px;
+text-align:left;vertical-align:middle;max-width:24em;overflow:hidden;text-overflow:ellipsis;white-space:nowrap} th{background:#f3f3f3} td.num{text-align:right;font-variant-numeric:tabular-nums}
+.meta td:first-child{font-weight:600} figure{display:inline-block;margin:.5em;text-align:center}
+figure img{max-width:560px;border:1px solid #eee} pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:.8em}
+td.mol{min-width:180px;padding:0} td.mol svg{display:block;width:180px;height:130px} .note{color:#666;font-size:.85em}
+"""
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f'<td class="num">{value:.4g}</td>'
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f'<td class="num">{value}</td>'
+    if isinstance(value, list):
+        value = ", ".join(map(str, value))
+    text = html.escape("" if value is None else str(value)[:500])
+    return f'<td title="{text}">{text}</td>'
+
+
+def html_table(frame: pl.DataFrame, extra: Mapping[str, Sequence[str]] | None = None) -> str:
+    """An HTML table of ``frame``; ``extra`` adds raw-HTML columns (already safe) in front."""
+    extra = extra or {}
+    head = "".join(f"<th>{html.escape(name)}</th>" for name in [*extra, *frame.columns])
+    rows = []
+    for index, row in enumerate(frame.iter_rows()):
+        cells = "".join(f'<td class="mol">{column[index]}</td>' for column in extra.values())
+        rows.append(f"<tr>{cells}{''.join(_cell(value) for value in row)}</tr>")
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def molecule_svg(smiles: str | None, size: tuple[int, int] = (180, 130)) -> str:
+    """An inline SVG drawing of a molecule, or a short note when it does not parse."""
+    from rdkit import Chem
+    from rdkit.Chem.Draw import rdMolDraw2D
+
+    mol = Chem.MolFromSmiles(smiles) if smiles else None
+    if mol is None:
+        return '<span class="note">no structure</span>'
+    drawer = rdMolDraw2D.MolDraw2DSVG(*size)
+    drawer.drawOptions().clearBackground = False
+    rdMolDraw2D.PrepareAndDrawMolecule(drawer, mol)
+    drawer.FinishDrawing()
+    svg = drawer.GetDrawingText()
+    return svg[svg.index("<svg"):]  # drop the XML declaration: it is not allowed inside HTML
+
+
+def _metrics_section(metrics: Mapping[str, Any]) -> str:
+    """Metrics by top-level key: one table of numbers per block, scalars in one table."""
+    scalars = {key: value for key, value in metrics.items() if not isinstance(value, (Mapping, list))}
+    parts = [html_table(pl.DataFrame({"metric": list(scalars), "value": [str(v) for v in scalars.values()]}))] \
+        if scalars else []
+    for key, value in metrics.items():
+        if not isinstance(value, Mapping):
+            continue
+        flat = {name: number for name, number in flatten(value).items() if isinstance(number, (int, float))}
+        if not flat or len(flat) > 400:  # large per-target blocks stay in metrics.json
+            continue
+        parts.append(f"<h3>{html.escape(key)}</h3>" + html_table(
+            pl.DataFrame({"metric": list(flat), "value": [float(v) for v in flat.values()]})))
+    return "".join(parts)
+
+
+def _figures_section(run_dir: Path) -> str:
+    """Every picture, as an embedded image (an SVG twin of a PNG is shown once, as the PNG)."""
+    pngs = sorted(run_dir.glob("*.png"))
+    svgs = [path for path in sorted(run_dir.glob("*.svg")) if path.with_suffix(".png") not in pngs]
+    figures = []
+    for path in sorted([*pngs, *svgs]):
+        kind = "image/png" if path.suffix == ".png" else "image/svg+xml"
+        data = base64.b64encode(path.read_bytes()).decode()
+        figures.append(f'<figure><img alt="{html.escape(path.name)}" src="data:{kind};base64,{data}">'
+                       f"<figcaption>{html.escape(path.name)}</figcaption></figure>")
+    return "".join(figures)
+
+
+def _table_order(path: Path) -> tuple[int, str]:
+    return (TABLE_ORDER.index(path.stem) if path.stem in TABLE_ORDER else len(TABLE_ORDER), path.stem)
+
+
+def _tables_section(run_dir: Path, max_rows: int, max_structures: int) -> str:
+    parts = []
+    for path in sorted(run_dir.glob("*.parquet"), key=_table_order):
+        if path.stem in SKIP_TABLES:
+            continue
+        frame = pl.read_parquet(path)
+        preview = frame.head(max_rows)
+        smiles_column = next((c for c in preview.columns if c.lower() in ("smiles", "canonical_smiles")), None)
+        extra = {}
+        if smiles_column:
+            extra["structure"] = [molecule_svg(s) if i < max_structures else "" for i, s in
+                                  enumerate(preview[smiles_column].to_list())]
+        parts.append(f"<h3>{html.escape(path.name)}</h3><p class='note'>first {preview.height} of {frame.height} "
+                     f"rows</p>" + html_table(preview, extra))
+    return "".join(parts)
+
+
+def render_report(run_dir: str | Path, out: str | Path | None = None, title: str | None = None,
+                  max_rows: int = 20, max_structures: int = 12) -> Path:
+    """Write the run's report (default ``<run_dir>/report.html``) atomically and return its path."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "run.json").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder: it has no run.json")
+    record = json.loads((run_dir / "run.json").read_text())
+    row = read_run(run_dir)
+    title = title or f"{row['app'] or 'run'}: {run_dir.name}"
+    meta = {"app": row["app"], "folder": str(run_dir.resolve()), "created": row["created"], "seed": row["seed"],
+            "git commit": row["git_commit"], "overrides": row["overrides"],
+            "data": ", ".join(f"{Path(p).name} ({v['sha256'][:12]})" for p, v in (record.get("data") or {}).items())}
+    sections = [f"<h1>{html.escape(title)}</h1>", "<table class='meta'>" + "".join(
+        f"<tr><td>{html.escape(k)}</td>{_cell(v)}</tr>" for k, v in meta.items() if v is not None) + "</table>"]
+    metrics_path = run_dir / "metrics.json"
+    if metrics_path.is_file():
+        sections += ["<h2>Metrics</h2>", _metrics_section(json.loads(metrics_path.read_text()))]
+    figures = _figures_section(run_dir)
+    if figures:
+        sections += ["<h2>Figures</h2>", figures]
+    tables = _tables_section(run_dir, max_rows, max_structures)
+    if tables:
+        sections += ["<h2>Results</h2>", tables]
+    config = yaml.safe_dump(record.get("config") or {}, sort_keys=False)
+    sections += ["<h2>Config</h2>", f"<pre>{html.escape(config)}</pre>"]
+    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body>{''.join(sections)}</body></html>")
+    out = Path(out) if out else run_dir / "report.html"
+    with atomic_path(out) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return out
+
+
+class ReportCallback(Callback):
+    """Hydra callback: ``report.html`` in the job's output folder after each successful job."""
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if job_return.status == JobStatus.COMPLETED:
+            render_report(HydraConfig.get().runtime.output_dir)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], prog="python -m featurestore.report")
+    parser.add_argument("run_dir", help="a run folder (it holds run.json)")
+    parser.add_argument("--out", help="HTML path (default: <run_dir>/report.html)")
+    parser.add_argument("--max-rows", type=int, default=20, help="rows shown per result table")
+    args = parser.parse_args(argv)
+    print(render_report(args.run_dir, args.out, max_rows=args.max_rows))
+
+
+if __name__ == "__main__":
+    main()
