@@ -94,3 +94,12 @@ def test_featurize_defaults_cover_the_shipped_datasets(tmp_path, monkeypatch):
         for entity in ("molecules", "proteins"):
             for view in spec.get(entity, {}).get("views", []):
                 assert view in cfg.featurizer, f"{name} asks for {view}"
+
+
+@pytest.mark.parametrize("option", sorted(p.stem for p in (CONF / "hydra" / "launcher").glob("*.yaml")))
+def test_launcher_configs_compose_onto_the_plugin(option):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("featurize", overrides=[f"hydra/launcher={option}"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert cfg.hydra.launcher.array_parallelism > 0 and cfg.hydra.launcher.mem_gb > 0
