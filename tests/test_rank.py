@@ -132,3 +132,28 @@ def test_rank_app_with_checkpoint_matches_predictor(esol_run, tmp_path):
     assert ranked.get_column("in_domain_esol").to_list() == [similarity[0] >= 0.3, None, similarity[2] >= 0.3, True]
     assert ranked.filter(pl.col("name") == "broken").get_column("rank").item() == 4
     assert not math.isnan(ranked.get_column("score")[0])
+
+
+def test_sharded_ranking_merges_to_the_unsharded_ranking(tmp_path):
+    from discovery.rank import run_ranking, shard_markers
+
+    candidates = tmp_path / "candidates.csv"
+    smiles = [ASPIRIN, "bad((", "c1ccccc1O", RHODANINE, ASPIRIN, "CCO", C40, "CC(C)Cc1ccc(cc1)C(C)C(=O)O"]
+    pl.DataFrame({"smiles": smiles, "id": range(len(smiles))}).write_csv(candidates)
+    common = [f"input.path={candidates}", f"store.root={tmp_path / 'store'}", "store.n_jobs=1", "progress=false"]
+
+    def config(*overrides):
+        with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+            return compose("rank", overrides=[*common, *overrides])
+
+    whole = run_ranking(config(), tmp_path / "whole")
+    with pytest.raises(RuntimeError, match="3 of 3 shards have not finished"):
+        run_ranking(config("num_shards=3", "reduce=true"), tmp_path / "early")
+    for shard in range(3):
+        part = run_ranking(config("num_shards=3", f"shard={shard}"), tmp_path / f"shard{shard}")
+        assert part.height in (2, 3)
+    assert shard_markers(config("num_shards=3", "shard=1")).is_done(1)
+    merged = run_ranking(config("num_shards=3", "reduce=true"), tmp_path / "reduce")
+    assert merged.equals(whole)
+    assert merged.filter(pl.col("input_smiles") == "bad((")["input_row"].item() == 1  # the row in the whole file
+    assert {"ranked.parquet", "ranked.csv", "top.png"} <= {p.name for p in (tmp_path / "reduce").iterdir()}

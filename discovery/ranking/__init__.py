@@ -5,11 +5,11 @@
 
 from discovery.ranking.medchem import MEDCHEM_SCHEMA, medchem_properties
 from discovery.ranking.rank import (
-    RankingModel, draw_top, rank_candidates, read_candidates, score_molecules, write_ranking,
+    RankingModel, draw_top, merge_rankings, rank_candidates, read_candidates, score_molecules, write_ranking,
 )
 from discovery.ranking.score import RankingScore, ScoreTerm
 
 __all__ = [
     "MEDCHEM_SCHEMA", "RankingModel", "RankingScore", "ScoreTerm", "draw_top", "medchem_properties",
-    "rank_candidates", "read_candidates", "score_molecules", "write_ranking",
+    "merge_rankings", "rank_candidates", "read_candidates", "score_molecules", "write_ranking",
 ]

@@ -144,6 +144,21 @@ def rank_candidates(
     return ranked.select(*KEY_COLUMNS, *[c for c in extras.columns if c != "input_row"], *rest, "error")
 
 
+def merge_rankings(parts: Sequence[Path], out: Path) -> pl.DataFrame:
+    """Shard rankings (from :func:`rank_candidates`, ``input_row`` global) -> one ranking, streamed to ``out``.
+
+    Same order as ranking everything at once: score descending (failed rows last), then input row.
+    """
+    ordered = (
+        pl.scan_parquet(list(parts))
+        .sort(["score", "input_row"], descending=[True, False], nulls_last=True)
+        .with_columns(pl.int_range(1, pl.len() + 1).alias("rank"))
+    )
+    with atomic_path(out) as tmp:
+        ordered.sink_parquet(tmp)
+    return pl.read_parquet(out)
+
+
 def csv_ready(table: pl.DataFrame) -> pl.DataFrame:
     """List columns joined with ``"; "`` and other nested columns as JSON text, so the table fits a CSV."""
     nested = [name for name, dtype in table.schema.items() if dtype.is_nested()]
