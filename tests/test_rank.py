@@ -15,7 +15,7 @@ from featurestore import FeatureStore
 from discovery.checkpoint import load_predictor
 from discovery.ranking import RankingScore, ScoreTerm, draw_top, rank_candidates, read_candidates
 from discovery.ranking.medchem import MedChemFeaturizer, medchem_properties
-from discovery.ranking.similarity import max_tanimoto
+from featurestore.similarity import max_tanimoto
 from discovery.train import run_training
 
 REPO = Path(__file__).resolve().parents[1]

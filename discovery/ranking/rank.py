@@ -21,12 +21,13 @@ from tqdm.auto import tqdm
 
 from featurestore import FeatureStore, FeatureView, Standardizer, fingerprint_matrix
 from featurestore.io import atomic_path, read_table, require_columns, write_parquet_atomic, write_text_atomic
+from featurestore.similarity import max_tanimoto
 
 from discovery.checkpoint import Predictor, load_predictor
 from discovery.data import select_task
 from discovery.ranking.medchem import MEDCHEM, MEDCHEM_SCHEMA
 from discovery.ranking.score import RankingScore
-from discovery.ranking.similarity import ECFP4, max_tanimoto, run_dir_of, training_fingerprints
+from discovery.ranking.similarity import ECFP4, run_dir_of, training_fingerprints
 
 KEY_COLUMNS = ("rank", "input_row", "input_smiles", "smiles", "inchikey")
 

@@ -1,4 +1,4 @@
-"""Tanimoto similarity on fingerprint bit matrices and the training molecules of a train run.
+"""The training molecules of a train run, for similarity to them (Tanimoto: :mod:`featurestore.similarity`).
 
 Bits come from the feature store's ECFP view as ``(molecules, bits)`` 0/1 matrices; one
 block of ``query x reference`` similarities is a float32 matrix product, so memory stays
@@ -8,7 +8,6 @@ at ``block_size x references`` however many queries there are.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,28 +17,6 @@ from featurestore import FeatureStore, FeatureView, Standardizer, fingerprint_ma
 from featurestore.io import read_table, require_columns
 
 ECFP4 = FeatureView("ecfp", {"radius": 2, "n_bits": 2048, "counts": False, "chirality": False, "features": False})
-
-
-def tanimoto_blocks(query: np.ndarray, reference: np.ndarray, block_size: int = 1024) -> Iterator[tuple[slice, np.ndarray]]:
-    """Yield ``(query rows, similarities)`` blocks of the ``query x reference`` Tanimoto matrix (0/1 bit inputs)."""
-    ref = reference.astype(np.float32)
-    ref_counts = ref.sum(axis=1)
-    for start in range(0, len(query), block_size):
-        rows = slice(start, min(start + block_size, len(query)))
-        block = query[rows].astype(np.float32)
-        common = block @ ref.T
-        union = block.sum(axis=1)[:, None] + ref_counts[None, :] - common
-        # Two empty fingerprints share nothing: similarity 0, not 0/0.
-        yield rows, np.divide(common, union, out=np.zeros_like(common), where=union > 0)
-
-
-def max_tanimoto(query: np.ndarray, reference: np.ndarray, block_size: int = 1024) -> np.ndarray:
-    """Each query's highest Tanimoto similarity to any reference (NaN when there are no references)."""
-    out = np.full(len(query), np.nan)
-    if len(reference):
-        for rows, sims in tanimoto_blocks(query, reference, block_size):
-            out[rows] = sims.max(axis=1)
-    return out
 
 
 def run_dir_of(checkpoint: str | Path) -> Path:

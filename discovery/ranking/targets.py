@@ -17,9 +17,10 @@ import numpy as np
 import polars as pl
 
 from featurestore import FeatureStore, fingerprint_matrix
+from featurestore.similarity import tanimoto_blocks
 
 from discovery.checkpoint import Predictor
-from discovery.ranking.similarity import ECFP4, fold_labels, tanimoto_blocks, training_fingerprints
+from discovery.ranking.similarity import ECFP4, fold_labels, training_fingerprints
 
 
 def predict_targets(predictor: Predictor, smiles: Sequence[str], store: FeatureStore) -> pl.DataFrame:
