@@ -35,10 +35,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
-def write_parquet_atomic(df: pl.DataFrame, path: str | os.PathLike, compression_level: int = 3) -> Path:
-    """Write ``df`` as zstd parquet to ``path`` atomically."""
+def write_parquet_atomic(
+    df: pl.DataFrame, path: str | os.PathLike, compression_level: int = 3, data_page_size: int | None = None
+) -> Path:
+    """Write ``df`` as zstd parquet to ``path`` atomically (``data_page_size``: bytes, None = polars default)."""
     with atomic_path(path) as tmp:
-        df.write_parquet(tmp, compression="zstd", compression_level=compression_level)
+        df.write_parquet(tmp, compression="zstd", compression_level=compression_level, data_page_size=data_page_size)
     return Path(path)
 
 

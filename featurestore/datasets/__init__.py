@@ -46,6 +46,8 @@ class DatasetInfo:
     (unit ``-`` when dimensionless or not applicable); the build checks the dtype.
     ``extra_sources`` lists further ``package==version`` -> paths that a dataset
     joins in (only ``drugs`` uses it). ``on_demand`` datasets are not committed.
+    ``parquet_page_size`` (bytes) overrides the parquet data page size: zstd compresses
+    each page on its own, so long free text compresses better in large pages.
     """
 
     name: str
@@ -64,6 +66,7 @@ class DatasetInfo:
     columns: dict[str, str]
     extra_sources: dict[str, tuple[str, ...]] = field(default_factory=dict)
     on_demand: bool = False
+    parquet_page_size: int | None = None
 
     @property
     def sources(self) -> dict[str, tuple[str, ...]]:
@@ -365,6 +368,7 @@ _ALL: tuple[DatasetInfo, ...] = (
 )
 
 from featurestore.datasets.usage import USAGE_DATASETS  # noqa: E402 (needs DatasetInfo)
+from featurestore.datasets.pubmed import PUBMED_DATASETS  # noqa: E402 (needs DatasetInfo)
 from featurestore.datasets.drug_content import DRUG_CONTENT_DATASETS  # noqa: E402 (needs DatasetInfo)
 
 def _moses_full(sample: DatasetInfo) -> DatasetInfo:
@@ -385,7 +389,7 @@ def _moses_full(sample: DatasetInfo) -> DatasetInfo:
 
 _ALL = (*_ALL, _moses_full(next(info for info in _ALL if info.name == "moses_sample")))
 DATASETS: dict[str, DatasetInfo] = {
-    info.name: info for info in (*_ALL, *USAGE_DATASETS, *DRUG_CONTENT_DATASETS)
+    info.name: info for info in (*_ALL, *USAGE_DATASETS, *PUBMED_DATASETS, *DRUG_CONTENT_DATASETS)
 }
 
 

@@ -35,6 +35,7 @@ import polars as pl
 from featurestore.datasets import DATASETS, DatasetInfo, dataset_path, get_info, list_datasets
 from featurestore.datasets import data_dir as default_data_dir
 from featurestore.datasets.drug_content import ALTIO, DEBIAN_PREFIX, DRUG_CONTENT_BUILDERS
+from featurestore.datasets.pubmed import PUBMED_BUILDERS
 from featurestore.datasets.usage import USAGE_BUILDERS
 from featurestore.io import sha256_file, write_parquet_atomic, write_text_atomic
 from featurestore.standardize import RDKIT_VERSION, standardize_smiles
@@ -538,6 +539,7 @@ BUILDERS: dict[str, Callable[[DatasetInfo, PackageCache], tuple[pl.DataFrame, No
     "moses_sample": _build_moses_sample,
     "moses_full": _build_moses_full,
     **USAGE_BUILDERS,
+    **PUBMED_BUILDERS,
     **DRUG_CONTENT_BUILDERS,
 }
 
@@ -647,7 +649,7 @@ def build_dataset(name: str, data_dir: Path, pkgs: PackageCache) -> Path:
     df, notes = BUILDERS[name](info, pkgs)
     df = _check_columns(info, df)
     path = dataset_path(name, data_dir)
-    write_parquet_atomic(df, path, compression_level=ZSTD_LEVEL)
+    write_parquet_atomic(df, path, compression_level=ZSTD_LEVEL, data_page_size=info.parquet_page_size)
     write_text_atomic(path.with_suffix(".md"), render_datasheet(info, df, path, notes))
     print(
         f"{name}: {df.height:,} rows -> {path} ({path.stat().st_size / 1e6:.2f} MB)",
