@@ -105,7 +105,8 @@ def resource_table(max_drugs: int | None = None, n_latency: int = N_LATENCY) -> 
     return pl.DataFrame(run_benchmark(max_drugs, n_latency)["rows"])
 
 
-def _print(result: dict[str, Any]) -> None:
+def print_result(result: dict[str, Any]) -> None:
+    """The retrieval table of :func:`run_benchmark`'s result, on stdout."""
     print(f"PubMed resources: {result['documents']:,} documents; {result['evaluated_drugs']} drugs evaluated "
           f"(relevant documents per drug: median {result['relevant_per_drug']['median']:.0f}, "
           f"mean {result['relevant_per_drug']['mean']:.1f}); queries: {result['drug_text_source']}")
@@ -126,7 +127,7 @@ def main() -> None:
     args = parser.parse_args()
     began = time.perf_counter()
     result = run_benchmark(args.max_drugs, args.latency_queries)
-    _print(result)
+    print_result(result)
     write_json_atomic(args.out, {
         "benchmark": "resources", "created": datetime.now(timezone.utc).isoformat(), **result,
         "machine": _machine() | {"load_avg_1m_at_end": os.getloadavg()[0]},
