@@ -38,7 +38,8 @@ MIMIC_PRESCRIPTIONS = {
     "person_id": "subject_id", "item": "drug", "start": "starttime", "end": "stoptime",
     "visit_id": "hadm_id",
 }
-GENERIC = {"person_id": "user", "item": "item", "start": "timestamp", "quantity": "weight"}
+# The weight column is optional (absent from many exports): map it with columns={"quantity": "weight"}.
+GENERIC = {"person_id": "user", "item": "item", "start": "timestamp"}
 BAD_ROW_EXAMPLES = 20
 
 
@@ -158,7 +159,8 @@ def validate_events(
         .rename({f"_{name}": name for name in parsed})
     )
     key = [c for c in lf.collect_schema().names() if c not in ("row", "record_id", "reason")]
-    duplicate = pl.col("reason").is_null() & ~pl.struct(key).is_first_distinct().over("reason")
+    # The reason joins the key: rows are compared within their reason (good rows among good rows).
+    duplicate = pl.col("reason").is_null() & ~pl.struct(*key, "reason").is_first_distinct()
     df = lf.with_columns(
         reason=pl.when(duplicate).then(pl.lit("duplicate_row")).otherwise(pl.col("reason"))
     ).collect(engine="streaming")
@@ -250,7 +252,11 @@ def read_generic(
     path: str | Path, columns: Mapping[str, str | None] | None = None, item_kind: str = "drug_id",
     date_format: str | None = None,
 ) -> Usage:
-    """A CSV/parquet table of (user, item, timestamp[, weight]); items are catalog drug ids or names."""
+    """A CSV/parquet table of (user, item, timestamp[, weight]); items are catalog drug ids or names.
+
+    Only user, item and timestamp are read by default; a weight column is read as
+    ``quantity`` when mapped (``columns={"quantity": "weight"}``).
+    """
     if item_kind not in ("drug_id", "name"):
         raise ValueError(f"item_kind must be 'drug_id' or 'name', not {item_kind!r}")
     path = Path(path)

@@ -7,7 +7,8 @@ catalog items, splits them in time (``usage_split=``), fits the model
 and K), ``recommendations.parquet`` (top-K per patient at the test prediction time,
 with explanations), ``report.json`` (ingest, mapping and split report),
 ``ingest_errors.parquet`` (every dropped row and why), ``model.npz`` + ``model.json``,
-``users.parquet`` / ``items.parquet`` (the matrix id maps) and ``run.json``.
+``users.parquet`` / ``items.parquet`` (the matrix id maps), ``run.json``, and for content and
+hybrid models ``neighbourhood.png`` (structures of the most used drug's nearest drugs).
 Returns the objective (validation NDCG@10 on new drugs by default) for sweeps.
 
 Examples::
@@ -38,6 +39,7 @@ from recommend.ingest import load_usage
 from recommend.interactions import Interactions, Weighting, build_interactions
 from recommend.mapping import DrugCatalog, map_events
 from recommend.models import FitContext, Recommender, build_model
+from recommend.plots import write_neighbourhood
 from recommend.splits import Fold, excluded_items, make_split
 
 
@@ -75,6 +77,29 @@ def recommendation_table(
     ).sort("person_id", "rank")
 
 
+def split_events(events: pl.DataFrame, spec: dict[str, Any], report_path: Path) -> dict[str, Fold]:
+    """:func:`make_split`, failing with what was left to split and where the ingest report is."""
+    where = f"{events.height} mapped events of {events['person_id'].n_unique()} patients; see {report_path}"
+    if events.is_empty():
+        raise ValueError(f"no usage event left to split after ingest and catalog mapping ({where})")
+    try:
+        return make_split(events, spec)
+    except ValueError as error:
+        raise ValueError(f"usage split {spec['name']!r} failed on {where}: {error}") from error
+
+
+def fit_fold(
+    recommender: Mapping[str, Any], fold: Fold, items: pl.DataFrame, users: pl.Series, weighting: Weighting,
+    progress: bool = False,
+) -> tuple[Recommender, Interactions, float]:
+    """Build the fold's history matrix and fit a model on it: ``(model, train, fit seconds)``."""
+    train = build_interactions(fold.history, users, items["item"], weighting, progress=progress)
+    model = build_model(recommender).with_context(FitContext(items, users, fold.history))
+    start = time.perf_counter()
+    model.fit(train.matrix)
+    return model, train, time.perf_counter() - start
+
+
 def run_recommend(cfg: DictConfig, out_dir: Path, label: str | None = None) -> dict[str, Any]:
     """The whole job; returns ``{"metrics", "objective", ...}`` (see the module docstring)."""
     seed_everything(cfg.seed)
@@ -84,7 +109,10 @@ def run_recommend(cfg: DictConfig, out_dir: Path, label: str | None = None) -> d
     catalog = DrugCatalog(load_dataset("drugs"), aliases=cfg.catalog.aliases)
     granularity = cfg.catalog.granularity
     events, mapping = map_events(usage.events, usage.item_kind, catalog, granularity, usage.vocabulary)
-    folds = make_split(events, OmegaConf.to_container(cfg.usage_split, resolve=True))
+    # Written before the split so that a run failing there still leaves what was read and mapped.
+    report: dict[str, Any] = {"ingest": usage.report.to_dict(), "mapping": mapping.to_dict()}
+    write_json_atomic(out_dir / "report.json", report)
+    folds = split_events(events, OmegaConf.to_container(cfg.usage_split, resolve=True), out_dir / "report.json")
     items = catalog.items(granularity)
     users = events["person_id"].unique().sort()
     weighting = Weighting(**OmegaConf.to_container(cfg.weighting, resolve=True))
@@ -92,15 +120,13 @@ def run_recommend(cfg: DictConfig, out_dir: Path, label: str | None = None) -> d
     recommender = OmegaConf.to_container(cfg.recommender, resolve=True)
     metrics: dict[str, Any] = {"label": label or recommender["name"], "recommender": recommender}
     for name, fold in folds.items():
-        train = build_interactions(fold.history, users, items["item"], weighting, progress=cfg.progress)
-        model = build_model(recommender).with_context(FitContext(items, users, fold.history))
-        start = time.perf_counter()
-        model.fit(train.matrix)
-        fit_seconds = time.perf_counter() - start
+        model, train, fit_seconds = fit_fold(recommender, fold, items, users, weighting, cfg.progress)
         results = evaluate_fold(model, train, fold, tasks, list(cfg.evaluate.ks), cfg.evaluate.mrr_depth)
         metrics[name] = {"fit_seconds": round(fit_seconds, 4), "split": fold.info, "tasks": results}
     # The last fold is the test fold: its model and matrix serve the saved outputs.
     model.save(out_dir / "model")
+    if model.name in ("content", "hybrid"):
+        write_neighbourhood(model, train.matrix, out_dir / "neighbourhood.png")
     write_parquet_atomic(pl.DataFrame({"row": np.arange(users.len()), "person_id": users}), out_dir / "users.parquet")
     write_parquet_atomic(items.with_row_index("column"), out_dir / "items.parquet")
     table = recommendation_table(model, train, fold, items, cfg.output.top_k, cfg.output.exclude, cfg.output.explain)
@@ -110,9 +136,8 @@ def run_recommend(cfg: DictConfig, out_dir: Path, label: str | None = None) -> d
     value = metrics[objective.fold]["tasks"][objective.task].get(objective.metric)
     metrics["objective"] = {**OmegaConf.to_container(objective), "value": value}
     write_json_atomic(out_dir / "metrics.json", metrics)
-    report = {"ingest": usage.report.to_dict(), "mapping": mapping.to_dict(),
-              "matrix": {"patients": users.len(), "items": items.height, "weighting": weighting.__dict__},
-              "split": {name: fold.info for name, fold in folds.items()}}
+    report |= {"matrix": {"patients": users.len(), "items": items.height, "weighting": weighting.__dict__},
+               "split": {name: fold.info for name, fold in folds.items()}}
     write_json_atomic(out_dir / "report.json", report)
     write_run_record(out_dir, OmegaConf.to_container(cfg, resolve=True), cfg.seed,
                      [*usage.files, dataset_path("drugs")])

@@ -10,6 +10,11 @@ and the ``future`` (events at or after it); both carry that time as ``reference`
 - ``leave_last_split``: per patient, the last basket (all events at the patient's last
   start time) is the test future, the one before it the validation future. Other
   patients' later events stay in the history (the usual leave-last-out caveat).
+- ``cold_items_split``: item cold start (DESIGN.md 3.4): every event of a random
+  ``fraction`` of the drugs in use is the test future, everything else the history, so
+  a test drug has no interaction at all in training; validation holds out another
+  ``fraction`` of the remaining drugs the same way (its history lacks the test drugs
+  too). Not a time split: the prediction time (``reference``) is after the last event.
 
 Tasks (the targets of a patient in a fold): ``all`` (a) every distinct item of the
 future; ``new`` (b) only items absent from the patient's history; ``visit`` (c) the
@@ -107,14 +112,38 @@ def leave_last_split(events: pl.DataFrame) -> dict[str, Fold]:
     return folds
 
 
+def cold_items_split(events: pl.DataFrame, fraction: float = 0.2, seed: int = 0) -> dict[str, Fold]:
+    """Item cold-start folds: ``{"validation": Fold, "test": Fold}`` (see the module docstring)."""
+    if not 0.0 < fraction < 0.5:
+        raise ValueError(f"cold-item fraction must be in (0, 0.5), got {fraction}")
+    drugs = events["item"].unique().sort()
+    n_cold = round(fraction * drugs.len())
+    if n_cold < 1 or 2 * n_cold >= drugs.len():
+        raise ValueError(f"{drugs.len()} drugs in use: too few to hold out {fraction:.0%} twice (test, validation)")
+    shuffled = drugs.sample(fraction=1.0, shuffle=True, seed=seed)
+    reference = events["start"].max() + timedelta(days=1)
+    folds, history = {}, events
+    for name, cold in (("test", shuffled[:n_cold]), ("validation", shuffled[n_cold : 2 * n_cold])):
+        held = history["item"].is_in(cold.implode())
+        with_ref = history.with_columns(reference=pl.lit(reference, dtype=pl.Datetime("us")))
+        fold_history, future = with_ref.filter(~held), with_ref.filter(held)
+        info = {"reference": str(reference), "cold_items": cold.sort().to_list(),
+                "history_events": fold_history.height, "future_events": future.height}
+        folds[name] = Fold(name, fold_history, future, info)
+        history = history.filter(~held)  # validation is carved from the test fold's history
+    return {"validation": folds["validation"], "test": folds["test"]}
+
+
 def make_split(events: pl.DataFrame, spec: dict[str, Any]) -> dict[str, Fold]:
-    """Folds from a ``usage_split/`` config (``name``: time or leave_last)."""
+    """Folds from a ``usage_split/`` config (``name``: time, leave_last or cold_items)."""
     params = {k: v for k, v in spec.items() if k != "name"}
     if spec["name"] == "time":
         return time_split(events, **params)
     if spec["name"] == "leave_last":
         return leave_last_split(events, **params)
-    raise ValueError(f"unknown split {spec['name']!r}: use time or leave_last")
+    if spec["name"] == "cold_items":
+        return cold_items_split(events, **params)
+    raise ValueError(f"unknown split {spec['name']!r}: use time, leave_last or cold_items")
 
 
 def task_targets(fold: Fold, task: str) -> pl.DataFrame:

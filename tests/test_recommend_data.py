@@ -4,6 +4,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
 import recommend  # noqa: F401  (sets OPENBLAS_NUM_THREADS before numpy-backed imports)
 from featurestore.datasets import load_dataset
@@ -13,6 +14,7 @@ from recommend.ingest import (
 from recommend.mapping import DrugCatalog, map_events
 
 DATA = Path(__file__).parent / "data" / "recommend"
+REPO = Path(__file__).resolve().parents[1]
 EUNOMIA = {"format": "omop", "tables": {"drug_exposure": {"dataset": "eunomia_drug_exposure"},
                                          "concept": {"dataset": "eunomia_concept"},
                                          "concept_ancestor": {"dataset": "eunomia_concept_ancestor"}}}
@@ -57,8 +59,11 @@ def test_mimic_reader_counts_bad_rows_and_keeps_text_items():
     assert str(usage.events["start"][0]) == "2180-05-07 08:00:00"
 
 
+WEIGHT = {"quantity": "weight"}
+
+
 def test_generic_reader_csv_and_parquet(tmp_path):
-    usage = read_generic(DATA / "generic.csv")
+    usage = read_generic(DATA / "generic.csv", columns=WEIGHT)
     assert usage.report.dropped == {"duplicate_row": 1, "missing_person_id": 1, "negative_quantity": 1,
                                     "unparseable_quantity": 1, "unparseable_start": 1}
     assert usage.events.select("person_id", "item", "quantity").rows() == [
@@ -69,6 +74,31 @@ def test_generic_reader_csv_and_parquet(tmp_path):
     again = read_generic(parquet, columns={"person_id": "patient", "item": "drug", "start": "when", "quantity": None})
     assert again.report.dropped == {"duplicate_row": 1}
     assert again.events["person_id"].to_list() == ["a", "b"]
+
+
+def test_csv_usage_config_reads_a_table_without_weight_column(tmp_path):
+    spec = yaml.safe_load((REPO / "conf" / "usage" / "csv.yaml").read_text())
+    assert spec["columns"]["quantity"] is None  # the weight column is optional
+    path = tmp_path / "no_weight.csv"
+    path.write_text("user,item,timestamp\nu1,DB00945,2020-01-01\nu1,DB00316,2020-02-01\nu2,DB00945,not a date\n")
+    usage = load_usage({**spec, "path": str(path)})
+    assert usage.report.dropped == {"unparseable_start": 1}
+    assert usage.events.select("person_id", "item").rows() == [("u1", "DB00945"), ("u1", "DB00316")]
+    assert usage.events["quantity"].null_count() == 2
+    # With the file's weight column mapped, it is read (and checked) as quantity.
+    weighted = load_usage({**spec, "path": str(DATA / "generic.csv"), "columns": {**spec["columns"], **WEIGHT}})
+    assert weighted.events["quantity"].to_list() == [1.0, 2.0, 1.0, 1.0]
+
+
+def test_duplicates_are_counted_among_good_rows_only(tmp_path):
+    # Rows 0 and 1 parse to the same values (quantity null) but row 0 is bad: row 1 is no duplicate of it.
+    path = tmp_path / "dups.csv"
+    path.write_text("user,item,timestamp,weight\nu1,DB00945,2020-01-01,abc\nu1,DB00945,2020-01-01,\n"
+                    "u1,DB00945,2020-01-01,\nu1,DB00945,2020-01-01,abc\n")
+    usage = read_generic(path, columns=WEIGHT)
+    assert usage.report.bad_rows.sort("row").rows() == [(0, "unparseable_quantity"), (2, "duplicate_row"),
+                                                           (3, "unparseable_quantity")]
+    assert usage.events.height == 1
 
 
 def test_missing_column_file_or_empty_file_fails_fast(tmp_path):
@@ -127,7 +157,7 @@ def test_free_text_mapping_and_unmatched_parts(catalog):
 
 
 def test_drug_ids_and_atc_granularity(catalog):
-    usage = read_generic(DATA / "generic.csv")
+    usage = read_generic(DATA / "generic.csv", columns=WEIGHT)
     events, report = map_events(usage.events, "drug_id", catalog, "atc3")
     assert report.unmapped.select("code", "reason").rows() == [("DB99999", "not a catalog drug_id")]
     # Aspirin's eight level-4 codes fall in seven level-3 classes (B01AC, B01AF -> B01A): one event each.

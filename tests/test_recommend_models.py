@@ -121,6 +121,6 @@ def test_similar_items_and_seeded_determinism():
 
 
 def test_registry():
-    assert set(MODELS) == {"popularity", "random", "itemknn", "als", "bpr", "ease"}
-    with pytest.raises(KeyError, match="unknown recommender"):
-        build_model({"name": "gru"})
+    assert set(MODELS) == {"popularity", "random", "itemknn", "als", "bpr", "ease", "content", "hybrid", "gru"}
+    with pytest.raises(KeyError, match="unknown recommender 'nope'"):
+        build_model({"name": "nope"})

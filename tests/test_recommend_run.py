@@ -86,3 +86,16 @@ def test_run_on_omop_files_in_process(tmp_path):
     # history filter: nobody is recommended aspirin, which both took before.
     assert "DB00945" not in recs["drug_id"].to_list() and set(recs["person_id"]) == {1, 2}
     assert recs["score"].to_list() == [0.0] * 20 and recs["explanation"].list.len().sum() == 0
+
+
+def test_split_failure_on_tiny_csv_still_writes_the_ingest_report(tmp_path):
+    usage = tmp_path / "tiny.csv"  # no weight column; every event on one day: no time cutoff can split it
+    usage.write_text("user,item,timestamp\nu1,DB00945,2020-01-01\nu2,DB00316,2020-01-01\nu2,DB99999,2020-01-01\n")
+    cfg = _compose("usage=csv", f"usage.path={usage}", "recommender=popularity")
+    message = (r"usage split 'time' failed on 2 mapped events of 2 patients; see .*report\.json: "
+               r"validation cutoff 2020-01-01 00:00:00 must be before the test cutoff")
+    with pytest.raises(ValueError, match=message):
+        run_recommend(cfg, tmp_path / "run")
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["ingest"]["rows_kept"] == 3 and report["mapping"]["unmapped_codes"] == 1
+    assert not (tmp_path / "run" / "metrics.json").exists()

@@ -8,10 +8,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from recommend.models.base import MODELS, FitContext, Recommender, load_model, register_model
+from recommend.models.content import ContentRecommender
 from recommend.models.ease import EASERecommender
 from recommend.models.factorization import ALSRecommender, BPRRecommender
+from recommend.models.hybrid import HybridRecommender
 from recommend.models.knn import ItemKNNRecommender
 from recommend.models.popularity import PopularityRecommender, RandomRecommender
+from recommend.models.sequential import GRURecommender
 
 
 def build_model(spec: Mapping[str, Any]) -> Recommender:
@@ -24,6 +27,7 @@ def build_model(spec: Mapping[str, Any]) -> Recommender:
 
 
 __all__ = [
-    "ALSRecommender", "BPRRecommender", "EASERecommender", "ItemKNNRecommender", "MODELS", "PopularityRecommender",
-    "RandomRecommender", "Recommender", "build_model", "load_model", "register_model",
+    "ALSRecommender", "BPRRecommender", "ContentRecommender", "EASERecommender", "GRURecommender",
+    "HybridRecommender", "ItemKNNRecommender", "MODELS", "PopularityRecommender", "RandomRecommender", "Recommender",
+    "build_model", "load_model", "register_model",
 ]

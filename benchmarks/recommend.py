@@ -1,0 +1,346 @@
+"""Recommendation benchmark (issue 5, section 6): ingest cost, ALS overhead vs implicit, tuned model quality.
+
+Data sets: Eunomia GiBleed (``usage=eunomia``, Synthea-generated OMOP, shipped) and the
+SYNTHETIC cohort of ``recommend.simulate`` (``--sim-patients``, generated into
+``--sim-root`` when missing; every figure on it is labelled synthetic).
+
+1. **Ingest** (per data set, in a fresh subprocess so peak memory is the pipeline's own):
+   wall seconds and peak RSS (``VmHWM``, reset before each stage through
+   ``/proc/self/clear_refs``) of each stage: read + validate (``load_usage``), catalog
+   mapping (``map_events``), time split (``make_split``), interaction matrix of the
+   test fold (``build_interactions``).
+2. **ALS overhead**: fit + recommend-all (top 10, own items filtered) through
+   ``recommend.models.ALSRecommender`` vs implicit's ``AlternatingLeastSquares`` called
+   directly on the same CSR, same factors / iterations / threads (``--threads``),
+   ``OPENBLAS_NUM_THREADS=1``; best of ``--repeats``. Target: ours / implicit <= 1.2.
+3. **Quality**: every model (popularity, itemknn, als, bpr, ease, gru) tuned with a
+   small grid of ``--grid`` points per model (equal effort; baselines included,
+   popularity over its scoring and the weighting scheme) on the validation fold, per
+   task: (a) ``all`` drugs after the cutoff, (b) ``new`` drugs only. The best point per
+   task by validation NDCG@10 is refitted on the test fold's history; reported: test
+   NDCG@10, Recall@20, coverage@10. Metrics come from ``recommend.evaluate.evaluate_fold``
+   (the app's own evaluation; tasks and filters from ``conf/evaluate/default.yaml``).
+   Target on the synthetic data: tuned ALS or EASE >= 1.3x popularity, NDCG@10, task (b).
+
+Run (from the repo root; ``--quick`` for a small smoke run)::
+
+    nice -n 5 .venv/bin/python benchmarks/recommend.py                     # Eunomia + 100k synthetic
+    nice -n 5 .venv/bin/python benchmarks/recommend.py --sim-patients 100000 1000000 --quality-on eunomia sim100000
+    nice -n 5 .venv/bin/python benchmarks/recommend.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads OpenBLAS (implicit's advice)
+
+REPO = Path(__file__).resolve().parents[1]
+# This file is named like the package it measures: take its folder off the path, put the repo first.
+sys.path[:] = [str(REPO), *(p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent)]
+
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from benchmarks.featurize import _git_commit, _machine, _reset_hwm, _vm_hwm_mib  # noqa: E402  (VmHWM peak RSS)
+from featurestore.datasets import load_dataset  # noqa: E402
+from featurestore.io import write_json_atomic  # noqa: E402
+from recommend.evaluate import evaluate_fold  # noqa: E402
+from recommend.ingest import load_usage  # noqa: E402
+from recommend.interactions import Interactions, Weighting, build_interactions  # noqa: E402
+from recommend.mapping import DrugCatalog, map_events  # noqa: E402
+from recommend.models import build_model  # noqa: E402
+from recommend.run import fit_fold  # noqa: E402
+from recommend.splits import Fold, make_split  # noqa: E402
+
+DEFAULT_OUT = REPO / "benchmarks" / "results" / "recommend.json"
+TASKS = ("all", "new")
+KS = [10, 20]
+# Grids: (recommender params, weighting) per point; the same number of points per model
+# (popularity has few knobs: its scoring and the weighting scheme are its grid).
+GRIDS: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
+    "popularity": [({"by": "patients"}, {"scheme": "binary"}), ({"by": "weight"}, {"scheme": "count"}),
+                   ({"by": "weight"}, {"scheme": "recency", "half_life_days": 365}),
+                   ({"by": "weight"}, {"scheme": "recency", "half_life_days": 90})],
+    "itemknn": [({"similarity": s, "K": k}, {"scheme": "binary"}) for s in ("cosine", "bm25") for k in (20, 200)],
+    "als": [({"factors": f, "alpha": a, "regularization": 0.05, "iterations": 15}, {"scheme": "binary"})
+            for f in (32, 128) for a in (1.0, 10.0)],
+    "bpr": [({"factors": f, "learning_rate": lr, "iterations": 100}, {"scheme": "binary"})
+            for f in (32, 128) for lr in (0.01, 0.05)],
+    "ease": [({"l2": l2}, {"scheme": "binary"}) for l2 in (10.0, 100.0, 500.0, 2000.0)],
+    "gru": [({"hidden": h, "new_only": n, "epochs": 3}, {"scheme": "binary"})
+            for h in (64, 128) for n in (False, True)],
+}
+
+
+# ---------------------------------------------------------------------------------- data
+def compose_cfg(usage: str, drug_exposure: Path | None = None) -> Any:
+    """The recommend app's config for a data set (its usage, split and evaluation settings)."""
+    overrides = [f"usage={usage}"]
+    if drug_exposure is not None:
+        overrides.append(f"usage.tables.drug_exposure.path={drug_exposure}")
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        return compose("recommend", overrides=overrides)
+
+
+def simulated(n_patients: int, root: Path, seed: int = 0) -> Path:
+    """The synthetic cohort's DRUG_EXPOSURE file, generated (``recommend.simulate``) when missing."""
+    out = root / f"synthetic_n{n_patients}_seed{seed}"
+    path = out / "drug_exposure_synthetic.parquet"
+    if not path.is_file():
+        subprocess.run([sys.executable, "-m", "recommend.simulate", f"n_patients={n_patients}", f"seed={seed}",
+                        f"out_dir={out}", f"hydra.run.dir={out}/hydra"], cwd=REPO, check=True)
+    return path
+
+
+def datasets(args: argparse.Namespace) -> dict[str, tuple[str, Path | None]]:
+    """name -> (usage config, drug_exposure override)."""
+    out: dict[str, tuple[str, Path | None]] = {"eunomia": ("eunomia", None)}
+    for n in args.sim_patients:
+        out[f"sim{n}"] = ("simulated", simulated(n, args.sim_root))
+    return out
+
+
+def prepare(cfg: Any) -> tuple[pl.DataFrame, pl.Series, dict[str, Fold]]:
+    """Catalog items, matrix users and folds, exactly as ``recommend.run`` builds them."""
+    usage = load_usage(OmegaConf.to_container(cfg.usage, resolve=True))
+    catalog = DrugCatalog(load_dataset("drugs"), aliases=cfg.catalog.aliases)
+    events, _ = map_events(usage.events, usage.item_kind, catalog, cfg.catalog.granularity, usage.vocabulary)
+    folds = make_split(events, OmegaConf.to_container(cfg.usage_split, resolve=True))
+    return catalog.items(cfg.catalog.granularity), events["person_id"].unique().sort(), folds
+
+
+# ---------------------------------------------------------------------------------- 1. ingest
+def ingest_worker(usage: str, drug_exposure: str | None) -> dict[str, Any]:
+    """Stage times and peak RSS in this (fresh) process; printed as JSON by ``--ingest-worker``."""
+    cfg = compose_cfg(usage, Path(drug_exposure) if drug_exposure else None)
+    baseline = _vm_hwm_mib()  # the interpreter with its imports (torch, polars, implicit), before any stage
+    stages: list[dict[str, Any]] = []
+    state: dict[str, Any] = {}
+
+    def stage(name: str, fn: Callable[[], Any]) -> Any:
+        _reset_hwm()
+        start = time.perf_counter()
+        value = fn()
+        stages.append({"stage": name, "seconds": round(time.perf_counter() - start, 3), "peak_rss_mib": _vm_hwm_mib()})
+        return value
+
+    state["usage"] = stage("read+validate", lambda: load_usage(OmegaConf.to_container(cfg.usage, resolve=True)))
+    catalog = DrugCatalog(load_dataset("drugs"), aliases=cfg.catalog.aliases)
+    u = state["usage"]
+    events, _ = stage("map", lambda: map_events(u.events, u.item_kind, catalog, cfg.catalog.granularity, u.vocabulary))
+    folds = stage("split", lambda: make_split(events, OmegaConf.to_container(cfg.usage_split, resolve=True)))
+    items, users = catalog.items(cfg.catalog.granularity), events["person_id"].unique().sort()
+    matrix = stage("matrix", lambda: build_interactions(folds["test"].history, users, items["item"], progress=False))
+    return {"rows_read": u.report.rows_read, "events_mapped": events.height, "patients": users.len(),
+            "matrix_nnz": int(matrix.matrix.nnz), "stages": stages,
+            "total_seconds": round(sum(s["seconds"] for s in stages), 3),
+            "peak_rss_mib": max(s["peak_rss_mib"] or 0 for s in stages), "baseline_rss_mib": baseline}
+
+
+def measure_ingest(name: str, usage: str, drug_exposure: Path | None) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--ingest-worker", usage, str(drug_exposure or "")]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
+    return {"dataset": name, **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+# ---------------------------------------------------------------------------------- 2. ALS overhead
+def als_overhead(train: Interactions, factors: int, iterations: int, threads: int, repeats: int) -> dict[str, Any]:
+    """Best-of-``repeats`` seconds of fit + recommend-all (top 10): ours vs implicit directly."""
+    from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    matrix = train.matrix.astype(np.float32)
+    users = np.arange(matrix.shape[0])
+    params = {"factors": factors, "iterations": iterations, "regularization": 0.01, "alpha": 1.0, "random_state": 0,
+              "num_threads": threads}
+
+    def ours() -> np.ndarray:
+        model = build_model({"name": "als", **params}).fit(matrix)
+        return model.recommend(users, matrix, N=10)[0]
+
+    def direct() -> np.ndarray:
+        with threadpool_limits(1, "blas"):
+            model = AlternatingLeastSquares(**params)
+            model.fit(matrix, show_progress=False)
+        return model.recommend(users, matrix, N=10, filter_already_liked_items=True)[0]
+
+    times: dict[str, list[float]] = {"ours": [], "implicit": []}
+    tops = {}
+    for _ in range(repeats):
+        for name, fn in (("implicit", direct), ("ours", ours)):
+            start = time.perf_counter()
+            tops[name] = fn()
+            times[name].append(time.perf_counter() - start)
+    best = {name: min(values) for name, values in times.items()}
+    return {"patients": int(matrix.shape[0]), "items": int(matrix.shape[1]), "nnz": int(matrix.nnz), **params,
+            "seconds_ours": round(best["ours"], 3), "seconds_implicit": round(best["implicit"], 3),
+            "ratio": round(best["ours"] / best["implicit"], 3),
+            "top10_agreement": float(np.mean(tops["ours"] == tops["implicit"])), "repeats": repeats}
+
+
+# ---------------------------------------------------------------------------------- 3. quality
+class FoldCache:
+    """A data set's folds: fit and evaluate models on them (``recommend.run.fit_fold``), matrices for timing."""
+
+    def __init__(self, items: pl.DataFrame, users: pl.Series, folds: Mapping[str, Fold]) -> None:
+        self.items, self.users, self.folds = items, users, folds
+        self._matrices: dict[tuple[str, str], Interactions] = {}
+
+    def matrix(self, fold: str, weighting: Mapping[str, Any]) -> Interactions:
+        key = (fold, json.dumps(weighting, sort_keys=True))
+        if key not in self._matrices:
+            self._matrices[key] = build_interactions(self.folds[fold].history, self.users, self.items["item"],
+                                                     Weighting(**weighting), progress=False)
+        return self._matrices[key]
+
+    def evaluate(self, name: str, params: Mapping[str, Any], weighting: Mapping[str, Any], fold: str,
+                 tasks: Mapping[str, Any]) -> tuple[dict[str, Any], float]:
+        model, train, fit_seconds = fit_fold({"name": name, **params}, self.folds[fold], self.items, self.users,
+                                             Weighting(**weighting))
+        return evaluate_fold(model, train, self.folds[fold], tasks, KS, mrr_depth=max(KS)), fit_seconds
+
+
+def tune_and_test(cache: FoldCache, tasks: Mapping[str, Any], models: list[str], grid_size: int,
+                  seed: int) -> list[dict[str, Any]]:
+    """Per model and task: the grid on validation, the best point refitted and scored on test."""
+    rows = []
+    for name in models:
+        grid = GRIDS[name][:grid_size]
+        validation = []
+        for params, weighting in grid:
+            params = {**params, **({"random_state": seed} if name in ("als", "bpr") else {}),
+                      **({"seed": seed} if name == "gru" else {})}
+            metrics, seconds = cache.evaluate(name, params, weighting, "validation", tasks)
+            validation.append((params, weighting, metrics, seconds))
+            print(f"  {name:10s} {json.dumps(params):80s} {weighting['scheme']:8s} fit {seconds:7.2f} s  "
+                  + "  ".join(f"{t} ndcg@10 {metrics[t].get('ndcg@10', float('nan')):.4f}" for t in TASKS), flush=True)
+        for task in TASKS:
+            params, weighting, metrics, _ = max(validation, key=lambda v: v[2][task].get("ndcg@10", -1.0))
+            test, seconds = cache.evaluate(name, params, weighting, "test", {task: tasks[task]})
+            rows.append({"model": name, "task": task, "params": params, "weighting": weighting,
+                         "grid_points": len(grid), "validation_ndcg@10": metrics[task].get("ndcg@10"),
+                         "ndcg@10": test[task].get("ndcg@10"), "recall@20": test[task].get("recall@20"),
+                         "coverage@10": test[task].get("coverage@10"), "patients": test[task].get("patients"),
+                         "fit_seconds": round(seconds, 3)})
+    return rows
+
+
+# ---------------------------------------------------------------------------------- report
+def _fmt(value: Any, spec: str = ".4f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_tables(result: Mapping[str, Any]) -> None:
+    print("\n== ingest (fresh subprocess per data set; peak RSS per stage) ==")
+    print(f"{'dataset':16s} {'rows':>11s} {'patients':>9s} {'stage':14s} {'seconds':>8s} {'peak MiB':>9s}")
+    for entry in result["ingest"]:
+        for i, stage in enumerate(entry["stages"]):
+            head = (f"{entry['dataset']:16s} {entry['rows_read']:11,d} {entry['patients']:9,d}" if i == 0
+                    else " " * 38)
+            print(f"{head} {stage['stage']:14s} {stage['seconds']:8.2f} {_fmt(stage['peak_rss_mib'], '9.0f')}")
+        print(f"{'':38s} {'(after imports)':14s} {'':8s} {_fmt(entry['baseline_rss_mib'], '9.0f')}")
+    print("\n== ALS fit + recommend-all (top 10): recommend.models vs implicit directly, same CSR ==")
+    print(f"{'dataset':16s} {'patients':>9s} {'nnz':>10s} {'factors':>7s} {'iters':>5s} {'thr':>3s} "
+          f"{'ours s':>8s} {'implicit s':>10s} {'ratio':>6s} {'top10 same':>10s}")
+    for name, row in result["als_overhead"].items():
+        print(f"{name:16s} {row['patients']:9,d} {row['nnz']:10,d} {row['factors']:7d} {row['iterations']:5d} "
+              f"{row['num_threads']:3d} {row['seconds_ours']:8.2f} {row['seconds_implicit']:10.2f} "
+              f"{row['ratio']:6.2f} {row['top10_agreement']:10.3f}")
+    for name, rows in result["quality"].items():
+        print(f"\n== {name}: test metrics of each model tuned on validation (task a: all, b: new drugs) ==")
+        print(f"{'model':11s} {'task':4s} {'ndcg@10':>8s} {'recall@20':>9s} {'cov@10':>7s} {'val ndcg':>8s} "
+              f"{'fit s':>7s}  best point")
+        for row in rows:
+            print(f"{row['model']:11s} {row['task']:4s} {_fmt(row['ndcg@10'])} {_fmt(row['recall@20']):>9s} "
+                  f"{_fmt(row['coverage@10']):>7s} {_fmt(row['validation_ndcg@10']):>8s} {row['fit_seconds']:7.2f}  "
+                  f"{json.dumps(row['params'])} {row['weighting']}")
+    for name, ratio in result["ratios"].items():
+        print(f"{name}: {ratio}")
+
+
+def ratio_vs_popularity(rows: list[dict[str, Any]], task: str = "new") -> dict[str, Any]:
+    """Best of tuned ALS / EASE over tuned popularity, test NDCG@10 on a task."""
+    value = {r["model"]: r["ndcg@10"] for r in rows if r["task"] == task}
+    best = max(("als", "ease"), key=lambda m: value.get(m) or 0.0)
+    if not value.get("popularity") or best not in value:
+        return {"task": task, "ratio": None}
+    return {"task": task, "best": best, "ndcg@10": value[best], "popularity_ndcg@10": value["popularity"],
+            "ratio": round(value[best] / value["popularity"], 3)}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sim-patients", type=int, nargs="*", default=[100_000], help="synthetic cohort sizes")
+    parser.add_argument("--sim-root", type=Path, default=REPO / "outputs" / "simulate", help="where cohorts live")
+    parser.add_argument("--quality-on", nargs="*", default=None,
+                        help="data sets for the quality table (default: eunomia and the smallest synthetic one)")
+    parser.add_argument("--models", nargs="*", default=list(GRIDS), choices=list(GRIDS))
+    parser.add_argument("--grid", type=int, default=4, help="grid points per model (equal effort)")
+    parser.add_argument("--threads", type=int, default=1, help="implicit threads, ours and direct")
+    parser.add_argument("--als-factors", type=int, default=100)
+    parser.add_argument("--als-iterations", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--skip", nargs="*", default=[], choices=["ingest", "als", "quality"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="10k synthetic patients, 2 grid points")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--ingest-worker", nargs=2, metavar=("USAGE", "DRUG_EXPOSURE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.ingest_worker:
+        print(json.dumps(ingest_worker(*args.ingest_worker)))
+        return {}
+    if args.quick:
+        args.sim_patients, args.grid = [10_000], 2
+    data = datasets(args)
+    quality_on = args.quality_on or ["eunomia", *[f"sim{n}" for n in sorted(args.sim_patients)[:1]]]
+    result: dict[str, Any] = {
+        "benchmark": "recommend", "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": _git_commit(), "machine": _machine(), "load_avg_start": os.getloadavg(),
+        "note": "sim* data sets are SYNTHETIC (recommend.simulate), not real patients; eunomia is Synthea-generated",
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "ingest": [], "als_overhead": {}, "quality": {}, "ratios": {},
+    }
+    if "ingest" not in args.skip:
+        for name, (usage, path) in data.items():
+            result["ingest"].append(measure_ingest(name, usage, path))
+            print(f"ingest {name}: {result['ingest'][-1]['total_seconds']} s", flush=True)
+    for name, (usage, path) in data.items():
+        quality = "quality" not in args.skip and name in quality_on
+        if "als" in args.skip and not quality:
+            continue
+        cfg = compose_cfg(usage, path)
+        items, users, folds = prepare(cfg)
+        cache = FoldCache(items, users, folds)
+        if "als" not in args.skip:
+            result["als_overhead"][name] = als_overhead(cache.matrix("test", {"scheme": "binary"}), args.als_factors,
+                                                        args.als_iterations, args.threads, args.repeats)
+            print(f"als overhead {name}: {result['als_overhead'][name]}", flush=True)
+        if quality:
+            print(f"quality {name}:", flush=True)
+            tasks = {t: OmegaConf.to_container(cfg.evaluate.tasks[t], resolve=True) for t in TASKS}
+            result["quality"][name] = tune_and_test(cache, tasks, args.models, args.grid, args.seed)
+            result["ratios"][f"{name}: best(ALS, EASE) / popularity, test NDCG@10 task b"] = ratio_vs_popularity(
+                result["quality"][name])
+        write_json_atomic(args.out, result)  # partial results survive a later failure
+    result["load_avg_end"] = os.getloadavg()
+    write_json_atomic(args.out, result)
+    print_tables(result)
+    print(f"\nresults: {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""GRU next-drug recommender: sequences from the fit context, learning an order, save/load, a Hydra run."""
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import scipy.sparse as sp
+import torch
+from hydra import compose, initialize_config_dir
+
+import recommend  # noqa: F401
+from recommend.models import FitContext, GRURecommender, build_model, load_model
+from recommend.models.sequential import _length_batches, _seen_before, item_sequences
+from recommend.run import run_recommend
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).parent / "data" / "recommend"
+ITEMS = pl.DataFrame({"item": ["A", "B", "C", "D"], "name": ["a", "b", "c", "d"]})
+SMALL = {"embedding_dim": 8, "hidden": 16, "epochs": 25, "batch_size": 64, "learning_rate": 0.05}
+
+
+def _context(histories: dict[int, list[str]]) -> FitContext:
+    """One event per listed item, a day apart, in the given order."""
+    day = datetime(2020, 1, 1)
+    events = pl.DataFrame(
+        [(person, item, day + timedelta(days=step)) for person, items in histories.items()
+         for step, item in enumerate(items)],
+        schema={"person_id": pl.Int64, "item": pl.String, "start": pl.Datetime("us")}, orient="row",
+    )
+    return FitContext(ITEMS, pl.Series("person_id", sorted(histories), dtype=pl.Int64), events)
+
+
+def _fitted(histories: dict[int, list[str]], **params) -> tuple[GRURecommender, FitContext]:
+    context = _context(histories)
+    model = GRURecommender(**{**SMALL, **params}).with_context(context)
+    rows, cols = zip(*[(r, ITEMS["item"].to_list().index(i)) for r, p in enumerate(sorted(histories))
+                       for i in histories[p]])
+    matrix = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(histories), 4))
+    matrix.sum_duplicates()
+    return model.fit(matrix), context
+
+
+# 8 patients A, A (refill), B, C and 8 patients B, A, D: what follows {A, B} depends on the order.
+TOY = {**{p: ["A", "A", "B", "C"] for p in range(8)}, **{p: ["B", "A", "D"] for p in range(8, 16)},
+       16: ["A", "B"], 17: ["B", "A"]}
+
+
+def test_sequences_are_time_ordered_with_consecutive_repeats_collapsed():
+    indptr, columns = item_sequences(_context({7: ["A", "A", "B", "A", "C", "C"], 3: ["D"], 5: []}))
+    # Rows follow context.users (3, 5, 7); person 5 has no events.
+    assert indptr.tolist() == [0, 1, 1, 5]
+    assert columns.tolist() == [3, 0, 1, 0, 2]
+
+
+def test_training_batches_cover_every_row_once_grouped_by_length():
+    lengths = np.array([5, 1, 9, 3, 3, 7, 2, 8, 4, 6])
+    batches = _length_batches(np.arange(10), lengths, 4, torch.Generator().manual_seed(0))
+    assert sorted(len(b) for b in batches) == [2, 4, 4]
+    assert sorted(np.concatenate(batches).tolist()) == list(range(10))
+    # One group (< 32 batches): rows sorted by length, so batches hold neighbouring lengths.
+    assert sorted(lengths[b].tolist() for b in batches) == [[1, 2, 3, 3], [4, 5, 6, 7], [8, 9]]
+
+
+def test_learns_the_order_of_a_toy_sequence():
+    model, _ = _fitted(TOY)
+    scores = model.score(np.array([16, 17]), None)
+    # After A then B comes C; after B then A comes D (same item set, different order).
+    assert np.argmax(scores[0, [2, 3]]) == 0 and np.argmax(scores[1, [2, 3]]) == 1
+    seen = sp.csr_matrix(np.array([[1, 1, 0, 0], [1, 1, 0, 0]], dtype=np.float32))
+    ids, _ = model.recommend(np.array([16, 17]), seen, N=1)
+    assert ids[:, 0].tolist() == [2, 3]
+
+
+def test_training_is_seeded_and_save_load_round_trip_gives_identical_scores(tmp_path):
+    model, context = _fitted(TOY, epochs=3)
+    twin, _ = _fitted(TOY, epochs=3)
+    users = np.arange(18)
+    np.testing.assert_array_equal(model.score(users, None), twin.score(users, None))
+    arrays, config = model.save(tmp_path / "gru")
+    assert arrays.suffix == ".npz" and config.suffix == ".json"
+    loaded = load_model(tmp_path / "gru")
+    assert isinstance(loaded, GRURecommender) and loaded.params() == model.params() and loaded.n_items == 4
+    with pytest.raises(RuntimeError, match="with_context"):
+        loaded.score(users, None)
+    np.testing.assert_array_equal(loaded.with_context(context).score(users, None), model.score(users, None))
+
+
+def test_new_only_masks_steps_whose_item_came_before():
+    tokens = torch.tensor([[1, 2, 1, 3, 2, 0, 0], [4, 4, 0, 0, 0, 0, 0]])
+    assert _seen_before(tokens).tolist() == [[False, False, True, False, True, False, False],
+                                             [False, True, False, False, False, False, False]]
+    # Histories A -> B -> A with new_only train exactly like histories A -> B (the step back to A is masked).
+    users = np.arange(10)
+    new, _ = _fitted({p: ["A", "B", "A"] for p in range(10)}, new_only=True, epochs=5)
+    short, _ = _fitted({p: ["A", "B"] for p in range(10)}, epochs=5)
+    plain, _ = _fitted({p: ["A", "B", "A"] for p in range(10)}, epochs=5)
+    weights = {name: [m.net.state_dict()[name] for m in (new, short, plain)] for name in new.net.state_dict()}
+    for name, (w_new, w_short, _) in weights.items():
+        torch.testing.assert_close(w_new, w_short, rtol=1e-5, atol=1e-6, msg=name)
+    assert not torch.allclose(weights["output.weight"][0], weights["output.weight"][2])
+    assert new.score(users, None).shape == (10, 4)
+
+
+def test_hydra_run_with_gru(tmp_path):
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("recommend", overrides=[
+            "usage=omop", f"usage.tables.drug_exposure.path={DATA / 'omop_drug_exposure.csv'}",
+            f"usage.tables.concept.path={DATA / 'omop_concept.csv'}",
+            f"usage.tables.concept_ancestor.path={DATA / 'omop_concept_ancestor.csv'}",
+            "usage_split=leave_last", "recommender=gru", "recommender.epochs=2", "evaluate.ks=[1,2]",
+            "objective.fold=test", "objective.task=all", "objective.metric=recall@2",
+        ])
+    result = run_recommend(cfg, tmp_path)
+    assert result["metrics"]["recommender"]["name"] == "gru"
+    assert result["metrics"]["test"]["tasks"]["all"]["patients"] == 2
+    assert isinstance(load_model(tmp_path / "model"), GRURecommender)
+    recs = pl.read_parquet(tmp_path / "recommendations.parquet")
+    assert set(recs["person_id"]) == {1, 2} and recs.group_by("person_id").len()["len"].to_list() == [10, 10]
+    assert build_model({"name": "gru"}).params()["max_len"] == 50
