@@ -242,7 +242,9 @@ class ContentRecommender(ItemKNNRecommender):
             log.info("content: structure view skipped at granularity %s (an item is a class, not a molecule)",
                      self.granularity)
             return {}
-        store = FeatureStore(self.store_root, progress=False)
+        # In-process: a few thousand drugs take seconds, less than starting worker processes (and
+        # spawned workers would re-run a calling script or notebook that has no __main__ guard).
+        store = FeatureStore(self.store_root, n_jobs=1, progress=False)
         view = FeatureView("ecfp", {"radius": self.radius, "n_bits": self.n_bits})
         present = np.flatnonzero(smiles != "")
         table = store.featurize_smiles(smiles[present].tolist(), view)
