@@ -1,7 +1,8 @@
 """A trained predictor and its checkpoint: plain JSON + tensors, loaded without unpickling.
 
 ``checkpoint/model.json`` holds the model name and hyperparameters, the task names and
-type, the target scaler, the feature view spec and id, and the standardizer;
+type, the target scaler, the feature view spec and id (and the protein view's, for a
+drug–target pair model), and the standardizer;
 ``checkpoint/weights.pt`` holds ``{"members": [state_dict, ...]}`` (one per ensemble member)
 and is read with ``torch.load(weights_only=True)``. The training app computes its saved
 predictions with the same :class:`Predictor` that :func:`load_predictor` returns, so a
@@ -82,6 +83,7 @@ class Predictor:
     standardizer: Standardizer
     batch_size: int
     device: str = "auto"
+    protein_view: FeatureView | None = None  # pair models: the protein side's view
 
     @property
     def input_kind(self) -> str:
@@ -118,6 +120,9 @@ class Predictor:
         SMILES (an InChIKey is never a valid SMILES). Inputs that fail get a null
         prediction and the reason in ``error``.
         """
+        if self.protein_view is not None:
+            raise ValueError(f"{self.model_name} predicts drug–target pairs: build their features with "
+                             "discovery.dta.pair_features and call predict_features")
         items = [str(item) for item in smiles_or_keys]
         is_key = [bool(INCHIKEY.fullmatch(item)) for item in items]
         smiles_items = [item for item, key in zip(items, is_key) if not key]
@@ -164,11 +169,23 @@ class Predictor:
             "task_type": self.task_type,
             "scaler": asdict(self.scaler),
             "view": {"id": self.view.id, **self.view.spec()},
+            **({"protein_view": {"id": self.protein_view.id, **self.protein_view.spec()}} if self.protein_view else {}),
             "standardizer": asdict(self.standardizer),
             "batch_size": self.batch_size,
             **(extra or {}),
         })
         return directory
+
+
+def _stored_view(directory: Path, stored: dict[str, Any]) -> FeatureView:
+    """The view a checkpoint was trained on, checked against the id this code computes for it."""
+    view = FeatureView(stored["featurizer"], stored["params"])
+    if view.id != stored["id"]:
+        raise ValueError(
+            f"{directory}: trained on feature view {stored['id']}, but this code builds {view.id} from the same "
+            "spec (the featurizer version changed); retrain or pin the older featurizer"
+        )
+    return view
 
 
 def load_predictor(path: str | os.PathLike, device: str = "auto") -> Predictor:
@@ -179,12 +196,8 @@ def load_predictor(path: str | os.PathLike, device: str = "auto") -> Predictor:
     spec = json.loads((directory / "model.json").read_text())
     if spec.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{directory}: checkpoint format {spec.get('format')!r}, this code reads {CHECKPOINT_FORMAT}")
-    view = FeatureView(spec["view"]["featurizer"], spec["view"]["params"])
-    if view.id != spec["view"]["id"]:
-        raise ValueError(
-            f"{directory}: trained on feature view {spec['view']['id']}, but this code builds {view.id} from the same "
-            "spec (the featurizer version changed); retrain or pin the older featurizer"
-        )
+    view = _stored_view(directory, spec["view"])
+    protein_view = _stored_view(directory, spec["protein_view"]) if "protein_view" in spec else None
     states = torch.load(directory / "weights.pt", weights_only=True, map_location="cpu")["members"]
     members = []
     for state in states:
@@ -193,5 +206,5 @@ def load_predictor(path: str | os.PathLike, device: str = "auto") -> Predictor:
         members.append(member)
     return Predictor(
         spec["model"], members, spec["tasks"], spec["task_type"], TargetScaler(**spec["scaler"]), view,
-        Standardizer(**spec["standardizer"]), spec["batch_size"], device,
+        Standardizer(**spec["standardizer"]), spec["batch_size"], device, protein_view,
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -27,6 +28,14 @@ log = logging.getLogger(__name__)
 
 TASK_TYPES = ("regression", "classification")
 EXAMPLES_SHOWN = 5
+
+
+def check_source(spec: Any) -> None:
+    """A data spec names a known task type and a shipped dataset or a file (``name, task_type, source, path``)."""
+    if spec.task_type not in TASK_TYPES:
+        raise ValueError(f"data {spec.name!r}: task_type must be one of {TASK_TYPES}, got {spec.task_type!r}")
+    if not spec.source and not spec.path:
+        raise ValueError(f"data {spec.name!r}: give a shipped dataset (source) or a file (path)")
 
 
 @dataclass(frozen=True)
@@ -54,10 +63,7 @@ class DataSpec:
     max_rows: int | None = None
 
     def __post_init__(self) -> None:
-        if self.task_type not in TASK_TYPES:
-            raise ValueError(f"data {self.name!r}: task_type must be one of {TASK_TYPES}, got {self.task_type!r}")
-        if not self.source and not self.path:
-            raise ValueError(f"data {self.name!r}: give a shipped dataset (source) or a file (path)")
+        check_source(self)
         if self.task_columns and len(self.label_columns) != 1:
             raise ValueError(f"data {self.name!r}: a long table (task_columns) needs exactly one label column")
 
@@ -103,6 +109,11 @@ class MoleculeDataset:
 
     def __len__(self) -> int:
         return self.molecules.height
+
+    @property
+    def views(self) -> dict[str, FeatureView]:
+        """The feature views the rows were built from, by entity."""
+        return {"molecule": self.view}
 
     def label_cells(self) -> tuple[np.ndarray, np.ndarray]:
         """``(rows, task columns)`` of every label, in ``labels`` order: its cell in a ``(molecules, tasks)`` matrix."""
@@ -151,14 +162,15 @@ def _report_examples(frame: pl.DataFrame, columns: list[str]) -> list[dict]:
     return frame.select(columns).head(EXAMPLES_SHOWN).to_dicts()
 
 
-def _average_duplicates(labels: pl.DataFrame, spec: DataSpec, report: DataReport) -> pl.DataFrame:
-    """One label per (molecule, task): the mean of its measurements (majority vote for classes)."""
+def _average_duplicates(labels: pl.DataFrame, spec: DataSpec, report: DataReport,
+                        keys: tuple[str, ...] = ("inchikey", "task")) -> pl.DataFrame:
+    """One label per ``keys`` (molecule, task): the mean of its measurements (majority vote for classes)."""
     extras = []
     if "split" in labels.columns:
         extras.append(pl.col("split").unique().alias("split"))
     if "cliff_mol" in labels.columns:
         extras.append(pl.col("cliff_mol").max())
-    grouped = labels.group_by("inchikey", "task", maintain_order=True).agg(
+    grouped = labels.group_by(*keys, maintain_order=True).agg(
         pl.col("target").mean(), pl.len().alias("measurements"), pl.col("input_row").min(), pl.col("smiles").first(),
         *extras,
     )
@@ -167,7 +179,7 @@ def _average_duplicates(labels: pl.DataFrame, spec: DataSpec, report: DataReport
         if conflicting.height:
             raise ValueError(
                 f"data {spec.name!r}: {conflicting.height} molecule/task pairs have measurements in several given "
-                f"splits, so they cannot be averaged; e.g. {_report_examples(conflicting, ['inchikey', 'task', 'split'])}"
+                f"splits, so they cannot be averaged; e.g. {_report_examples(conflicting, [*keys, 'split'])}"
             )
         grouped = grouped.with_columns(pl.col("split").list.first())
     if spec.task_type == "classification":
@@ -203,14 +215,14 @@ def _key_labels(labels: pl.DataFrame, spec: DataSpec, store: FeatureStore, stand
 
 def _fetch_features(molecules: pl.DataFrame, view: FeatureView, store: FeatureStore, spec: DataSpec,
                     report: DataReport) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """``view`` rows for the molecules; molecules the featurizer failed on are reported and dropped."""
-    features = store.get(molecules.get_column("inchikey").to_list(), view)
+    """``view`` rows for the entities (rows keyed by ``view.key_column``); failed ones are reported and dropped."""
+    features = store.get(molecules.get_column(view.key_column).to_list(), view)
     broken = features.filter(pl.col("error").is_not_null())
-    report.failed_features = broken.height
-    report.failed_features_examples = _report_examples(broken, ["inchikey", "error"])
+    report.failed_features += broken.height
+    report.failed_features_examples += _report_examples(broken, [view.key_column, "error"])
     if broken.height:
-        log.warning("%s: %d molecules have no %s features and are excluded; first: %s",
-                    spec.name, broken.height, view.id, report.failed_features_examples)
+        log.warning("%s: %d %s entities have no %s features and are excluded; first: %s",
+                    spec.name, broken.height, view.entity, view.id, report.failed_features_examples)
     keep = features.get_column("error").is_null()
     return molecules.filter(keep), features.filter(keep)
 

@@ -135,7 +135,8 @@ class GivenSplit:
     """The dataset's own train/test labels (MoleculeACE); validation = a seeded random share of training molecules.
 
     Validation is carved per molecule: every training label of a chosen molecule moves to
-    validation, so a molecule never has labels in both train and validation.
+    validation, so a molecule never has labels in both train and validation. Data that
+    gives its own validation labels (``val``, as KIBA does) keeps them and nothing is carved.
     """
 
     val_fraction: float = 0.1
@@ -145,13 +146,44 @@ class GivenSplit:
         if "split" not in dataset.labels.columns:
             raise ValueError(f"data {dataset.name!r} has no given split column; use split=random or split=scaffold")
         labels = dataset.labels
-        unknown = set(labels.get_column("split").unique().to_list()) - {"train", "test"}
-        if unknown:
-            raise ValueError(f"data {dataset.name!r}: given split values must be train/test, found {sorted(unknown)}")
+        given = set(labels.get_column("split").unique().to_list())
+        if given - set(FOLDS):
+            raise ValueError(f"data {dataset.name!r}: given split values must be train/val/test, "
+                             f"found {sorted(given - set(FOLDS))}")
         assignment = np.full((len(dataset), len(dataset.tasks)), UNASSIGNED, dtype=np.int8)
-        assignment[dataset.label_cells()] = np.where(labels.get_column("split").to_numpy() == "test", 2, 0)
+        assignment[dataset.label_cells()] = [FOLDS.index(fold) for fold in labels.get_column("split").to_list()]
+        if "val" in given:
+            return Split(assignment, "given", {"val_fraction": None, "seed": self.seed})
         train_rows = np.flatnonzero((assignment == 0).any(axis=1))
         rng = np.random.default_rng(self.seed)
         val_rows = rng.choice(train_rows, size=int(round(self.val_fraction * len(train_rows))), replace=False)
         assignment[val_rows] = np.where(assignment[val_rows] == 0, 1, assignment[val_rows])
         return Split(assignment, "given", {"val_fraction": self.val_fraction, "seed": self.seed})
+
+
+@dataclass
+class ColdSplit:
+    """Rows grouped by ``column`` of ``dataset.molecules``, no group in two folds (cold drug / cold target).
+
+    ``column='inchikey'``: no test ligand is seen in training; ``'protein_id'``: no test protein.
+    Groups are shuffled with ``seed`` and dealt whole into train while train holds fewer than
+    ``fractions[0]`` of the rows, then into validation, then test (fold sizes are approximate).
+    """
+
+    column: str
+    fractions: Sequence[float] = (0.8, 0.1, 0.1)
+    seed: int = 0
+
+    def assign(self, dataset: MoleculeDataset, store: FeatureStore) -> Split:
+        if self.column not in dataset.molecules.columns:
+            raise ValueError(f"data {dataset.name!r} has no {self.column!r} to group rows by; "
+                             f"columns: {dataset.molecules.columns}")
+        n_train, n_val = _fold_sizes(len(dataset), self.fractions)
+        groups, members, sizes = np.unique(dataset.molecules.get_column(self.column).to_numpy(), return_inverse=True,
+                                           return_counts=True)
+        order = np.random.default_rng(self.seed).permutation(len(groups))
+        dealt_before = np.cumsum(sizes[order]) - sizes[order]
+        group_folds = np.empty(len(groups), dtype=np.int8)
+        group_folds[order] = np.where(dealt_before < n_train, 0, np.where(dealt_before < n_train + n_val, 1, 2))
+        params = {"column": self.column, "fractions": list(self.fractions), "seed": self.seed, "groups": len(groups)}
+        return _molecule_split(group_folds[members], ~np.isnan(dataset.target_matrix()), "cold", params)

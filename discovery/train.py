@@ -1,7 +1,8 @@
 """Train a property / target prediction model: ``python -m discovery.train`` (Hydra app).
 
 Data from the feature store (``data=``), a split (``split=``), a model (``model=``: gin,
-dmpnn, attentivefp, ecfp_mlp, ecfp_svr, ecfp_rf), a trainer and a logger. The run folder
+dmpnn, attentivefp, ecfp_mlp, ecfp_svr, ecfp_rf, smiles_cnn; on drug–target pairs such as
+``data=kiba_sample``: graphdta, ecfp_kmer_rf), a trainer and a logger. The run folder
 gets ``data.parquet`` + ``splits.json`` (the exact rows and fold indices, reusable by other
 tools), ``data_report.json``, ``predictions.parquet``, ``metrics.json``, ``checkpoint/``, ``run.json``
 and, for the neural models, ``epochs.csv`` and ``learning_curve.png``. The app returns the
@@ -14,6 +15,7 @@ Examples::
     python -m discovery.train data=moleculeace data.target=CHEMBL2047 split=moleculeace model=ecfp_svr
     python -m discovery.train -m seed=0,1,2 model=gin,dmpnn
     python -m discovery.train ensemble=5
+    python -m discovery.train data=kiba_sample model=graphdta split=cold_target
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from featurestore.provenance import seed_everything, write_run_record
 from featurestore.runs import flatten
 
 from discovery.checkpoint import Predictor, TargetScaler
-from discovery.data import MoleculeDataset, build_dataset
+from discovery.data import MoleculeDataset
+from discovery.dta import build_training_set
 from discovery.inputs import fingerprint_array, input_dims, model_inputs
 from discovery.loggers import TrainingLogger
 from discovery.metrics import evaluate, objective
@@ -94,7 +97,7 @@ def fit_ensemble(
     cls = model_class(cfg.model.name)
     inputs = model_inputs(cls.input_kind, dataset.features)
     hparams = {**OmegaConf.to_container(cfg.model.hparams, resolve=True), "n_tasks": len(dataset.tasks),
-               **input_dims(cls.input_kind, inputs)}
+               **input_dims(cls.input_kind, inputs, dataset.views)}
     fingerprints = None
     if issubclass(cls, ClassicalModel):
         hparams["task_type"] = dataset.task_type
@@ -109,14 +112,15 @@ def fit_ensemble(
         members.append(model)
         fitted.append(info)
     predictor = Predictor(cfg.model.name, members, dataset.tasks, dataset.task_type, scaler, dataset.view,
-                          instantiate(cfg.standardizer), trainer.eval_batch_size, trainer.device)
+                          instantiate(cfg.standardizer), trainer.eval_batch_size, trainer.device,
+                          dataset.views.get("protein"))
     return predictor, fitted, inputs
 
 
 def fold_predictions(predictor: Predictor, dataset: MoleculeDataset, split: Split, inputs: list) -> pl.DataFrame:
     """Every label with its fold and the predictor's mean (and std) for it (``inputs``: the model inputs per row).
 
-    Columns: ``inchikey, smiles, task, split, target, prediction[, std][, cliff_mol], measurements``.
+    Columns: ``inchikey, smiles[, protein_id], task, split, target, prediction[, std][, cliff_mol], measurements``.
     """
     labels = dataset.labels.drop("split", strict=False).with_columns(
         pl.Series("fold", split.assignment[dataset.label_cells()], dtype=pl.Int8)
@@ -135,7 +139,8 @@ def fold_predictions(predictor: Predictor, dataset: MoleculeDataset, split: Spli
             pl.lit(fold).alias("split")
         ))
     predictions = pl.concat(frames).join(dataset.molecules, on="row")
-    columns = ["inchikey", "smiles", "task", "split", "target", "prediction",
+    columns = ["inchikey", "smiles", *(["protein_id"] if "protein_id" in predictions.columns else []),
+               "task", "split", "target", "prediction",
                *(["std"] if len(predictor.members) > 1 else []),
                *(["cliff_mol"] if "cliff_mol" in predictions.columns else []), "measurements"]
     return predictions.select(columns)
@@ -147,7 +152,8 @@ def run_training(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     store = instantiate(cfg.store)
-    dataset = build_dataset(instantiate(cfg.data), instantiate(cfg.model.view), store, instantiate(cfg.standardizer))
+    dataset = build_training_set(instantiate(cfg.data), instantiate(cfg.model.view),
+                                 instantiate(cfg.model.get("protein_view")), store, instantiate(cfg.standardizer))
     split = instantiate(cfg.split).assign(dataset, store)
     write_parquet_atomic(dataset.wide_table(), out_dir / "data.parquet")
     write_json_atomic(out_dir / "data_report.json", dataset.report.to_dict())

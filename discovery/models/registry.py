@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 ModelClass = TypeVar("ModelClass", bound=type)
 
 MODELS: dict[str, type] = {}
-INPUT_KINDS = ("graph", "fingerprint")
+# What a model reads (discovery.inputs.model_inputs); the last two are drug–target pairs.
+INPUT_KINDS = ("graph", "fingerprint", "smiles_tokens", "graph_protein_tokens", "fingerprint_protein_kmer")
 
 
 def register_model(name: str) -> Callable[[ModelClass], ModelClass]:

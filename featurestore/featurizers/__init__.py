@@ -29,12 +29,13 @@ from featurestore.featurizers.molecule import (
     fingerprint_matrix,
 )
 from featurestore.featurizers.protein import ProteinKmerFeaturizer
+from featurestore.featurizers.tokens import ProteinTokenFeaturizer, SmilesTokenFeaturizer, tokenize_smiles
 
 __all__ = [
     "ATOM_DIM", "BOND_DIM", "DESCRIPTOR_NAMES", "ENTITY_KEYS", "FEATURIZERS", "ECFPFeaturizer", "FeatureView",
     "FeaturizationError", "Featurizer", "GraphFeaturizer", "MACCSFeaturizer", "ProteinKmerFeaturizer",
-    "RDKit2DFeaturizer", "StandardizeFeaturizer", "featurizer_class", "fingerprint_matrix", "graphs_from_frame",
-    "register_entity", "register_featurizer",
+    "ProteinTokenFeaturizer", "RDKit2DFeaturizer", "SmilesTokenFeaturizer", "StandardizeFeaturizer", "featurizer_class",
+    "fingerprint_matrix", "graphs_from_frame", "register_entity", "register_featurizer", "tokenize_smiles",
     "DRUG_VIEWS", "DrugATCFeaturizer", "DrugClassFeaturizer", "DrugTextFeaturizer", "build_drug_views",
     "drug_feature_table", "drug_features_with_stats",
 ]
