@@ -1,22 +1,19 @@
 """GRU next-drug recommender: sequences from the fit context, learning an order, save/load, a Hydra run."""
 
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 import scipy.sparse as sp
 import torch
-from hydra import compose, initialize_config_dir
 
 import recommend  # noqa: F401
 from recommend.models import FitContext, GRURecommender, build_model, load_model
 from recommend.models.sequential import _length_batches, _seen_before, item_sequences
 from recommend.run import run_recommend
+from tests.test_recommend_run import tiny_omop_config
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).parent / "data" / "recommend"
 ITEMS = pl.DataFrame({"item": ["A", "B", "C", "D"], "name": ["a", "b", "c", "d"]})
 SMALL = {"embedding_dim": 8, "hidden": 16, "epochs": 25, "batch_size": 64, "learning_rate": 0.05}
 
@@ -104,15 +101,7 @@ def test_new_only_masks_steps_whose_item_came_before():
 
 
 def test_hydra_run_with_gru(tmp_path):
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("recommend", overrides=[
-            "usage=omop", f"usage.tables.drug_exposure.path={DATA / 'omop_drug_exposure.csv'}",
-            f"usage.tables.concept.path={DATA / 'omop_concept.csv'}",
-            f"usage.tables.concept_ancestor.path={DATA / 'omop_concept_ancestor.csv'}",
-            "usage_split=leave_last", "recommender=gru", "recommender.epochs=2", "evaluate.ks=[1,2]",
-            "objective.fold=test", "objective.task=all", "objective.metric=recall@2",
-        ])
-    result = run_recommend(cfg, tmp_path)
+    result = run_recommend(tiny_omop_config("recommender=gru", "recommender.epochs=2"), tmp_path)
     assert result["metrics"]["recommender"]["name"] == "gru"
     assert result["metrics"]["test"]["tasks"]["all"]["patients"] == 2
     assert isinstance(load_model(tmp_path / "model"), GRURecommender)

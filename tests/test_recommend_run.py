@@ -60,14 +60,19 @@ def _compose(*overrides: str):
         return compose("recommend", overrides=list(overrides))
 
 
-def test_run_on_omop_files_in_process(tmp_path):
-    cfg = _compose(
+def tiny_omop_config(*overrides: str):
+    """The recommend config on the tiny hand-written OMOP files, leave-last split, K in {1, 2}."""
+    return _compose(
         "usage=omop", f"usage.tables.drug_exposure.path={DATA / 'omop_drug_exposure.csv'}",
         f"usage.tables.concept.path={DATA / 'omop_concept.csv'}",
         f"usage.tables.concept_ancestor.path={DATA / 'omop_concept_ancestor.csv'}",
-        "usage_split=leave_last", "recommender=popularity", "output.exclude=history", "evaluate.ks=[1,2]",
-        "objective.fold=test", "objective.task=all", "objective.metric=recall@2",
+        "usage_split=leave_last", "evaluate.ks=[1,2]", "objective.fold=test", "objective.task=all",
+        "objective.metric=recall@2", *overrides,
     )
+
+
+def test_run_on_omop_files_in_process(tmp_path):
+    cfg = tiny_omop_config("recommender=popularity", "output.exclude=history")
     result = run_recommend(cfg, tmp_path)
     for name in FILES:
         assert (tmp_path / name).is_file(), name
