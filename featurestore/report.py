@@ -3,9 +3,10 @@
 Works for any app's run folder (it reads what the run wrote, not the app's code): the
 header from ``run.json`` (app, time, commit, seed, data fingerprints), the metrics from
 ``metrics.json`` as tables, every PNG/SVG picture the run drew, a preview of each result
-table (parquet) with a 2-D structure drawing for rows that carry a ``smiles`` column,
-and the resolved config. Pictures are embedded (base64 data URLs, structures as inline SVG) and the style is
-inline: the file opens offline and loads nothing from the network.
+table (parquet) with a 2-D structure drawing for rows that carry a ``smiles`` column, a
+patient's history beside their recommendations (when the run wrote both), and the
+resolved config. Pictures are embedded (base64 data URLs, structures as inline SVG) and
+the style is inline: the file opens offline and loads nothing from the network.
 
 Each app writes ``report.html`` at the end of a successful job through
 :class:`ReportCallback` (``hydra.callbacks.report`` in its primary config).
@@ -33,7 +34,10 @@ from featurestore.runs import flatten, read_run
 
 # Result tables first, in this order; other parquet files follow by name. Inputs are skipped.
 TABLE_ORDER = ("ranked", "recommendations", "best_molecules", "top_molecules", "predictions", "calls")
-SKIP_TABLES = ("data", "users", "items", "ingest_errors")
+SKIP_TABLES = ("data", "users", "items", "ingest_errors", "histories")
+# (left table, right table, key): one key value's rows shown side by side, e.g. a patient's
+# history beside their recommendations.
+PAIRED_TABLES = (("histories", "recommendations", "person_id"),)
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
 color:#222;padding:0 1em} h1{font-size:1.5em} h2{font-size:1.2em;border-bottom:1px solid #ccc;padding-top:.6em}
@@ -41,7 +45,7 @@ table{border-collapse:collapse;font-size:.85em;margin:.5em 0} td,th{border:1px s
 text-align:left;vertical-align:middle;max-width:24em;overflow:hidden;text-overflow:ellipsis;white-space:nowrap} th{background:#f3f3f3} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .meta td:first-child{font-weight:600} figure{display:inline-block;margin:.5em;text-align:center}
 figure img{max-width:560px;border:1px solid #eee} pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:.8em}
-td.mol{min-width:180px;padding:0} td.mol svg{display:block;width:180px;height:130px} .note{color:#666;font-size:.85em}
+td.mol{min-width:180px;padding:0} td.mol svg{display:block;width:180px;height:130px} .note{color:#666;font-size:.85em} .pair{display:flex;gap:2em;align-items:flex-start}
 """
 
 
@@ -133,6 +137,24 @@ def _tables_section(run_dir: Path, max_rows: int, max_structures: int) -> str:
     return "".join(parts)
 
 
+def _paired_section(run_dir: Path) -> str:
+    """For each pair of tables present: the first key value's rows of both, side by side."""
+    parts = []
+    for left, right, key in PAIRED_TABLES:
+        paths = [run_dir / f"{left}.parquet", run_dir / f"{right}.parquet"]
+        if not all(path.is_file() for path in paths):
+            continue
+        tables = [pl.read_parquet(path) for path in paths]
+        if tables[1].is_empty():
+            continue
+        value = tables[1][key][0]
+        shown = [table.filter(pl.col(key) == value).drop(key) for table in tables]
+        parts.append(f"<h3>{html.escape(key)} {html.escape(str(value))}: {left} beside {right}</h3><div class='pair'>"
+                     + "".join(f"<div><p class='note'>{name}</p>{html_table(table)}</div>"
+                               for name, table in zip((left, right), shown)) + "</div>")
+    return "".join(parts)
+
+
 def render_report(run_dir: str | Path, out: str | Path | None = None, title: str | None = None,
                   max_rows: int = 20, max_structures: int = 12) -> Path:
     """Write the run's report (default ``<run_dir>/report.html``) atomically and return its path."""
@@ -153,7 +175,7 @@ def render_report(run_dir: str | Path, out: str | Path | None = None, title: str
     figures = _figures_section(run_dir)
     if figures:
         sections += ["<h2>Figures</h2>", figures]
-    tables = _tables_section(run_dir, max_rows, max_structures)
+    tables = _paired_section(run_dir) + _tables_section(run_dir, max_rows, max_structures)
     if tables:
         sections += ["<h2>Results</h2>", tables]
     config = yaml.safe_dump(record.get("config") or {}, sort_keys=False)

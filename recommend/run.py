@@ -5,7 +5,8 @@ catalog items, splits them in time (``usage_split=``), fits the model
 (``recommender=``) on each fold's history and evaluates it on the whole catalog
 (``evaluate=``). Writes into the Hydra run directory: ``metrics.json`` (per fold, task
 and K), ``recommendations.parquet`` (top-K per patient at the test prediction time,
-with explanations), ``report.json`` (ingest, mapping and split report),
+with explanations), ``histories.parquet`` (each patient's past drugs at that time),
+``report.json`` (ingest, mapping and split report),
 ``ingest_errors.parquet`` (every dropped row and why), ``model.npz`` + ``model.json``,
 ``users.parquet`` / ``items.parquet`` (the matrix id maps), ``run.json``, and for content and
 hybrid models ``neighbourhood.png`` (structures of the most used drug's nearest drugs).
@@ -77,6 +78,18 @@ def recommendation_table(
     ).sort("person_id", "rank")
 
 
+def history_table(fold: Fold, items: pl.DataFrame) -> pl.DataFrame:
+    """Each patient's past drugs at the fold's prediction time: person_id, drug_id, drug_name, first, last, events."""
+    return (
+        fold.history.group_by("person_id", "item")
+        .agg(first=pl.col("start").min(), last=pl.col("start").max(), events=pl.len())
+        .join(items.select("item", "name"), on="item", how="left")
+        .select("person_id", pl.col("item").alias("drug_id"), pl.col("name").alias("drug_name"), "first", "last",
+                "events")
+        .sort("person_id", "first", "drug_id")
+    )
+
+
 def split_events(events: pl.DataFrame, spec: dict[str, Any], report_path: Path) -> dict[str, Fold]:
     """:func:`make_split`, failing with what was left to split and where the ingest report is."""
     where = f"{events.height} mapped events of {events['person_id'].n_unique()} patients; see {report_path}"
@@ -131,6 +144,7 @@ def run_recommend(cfg: DictConfig, out_dir: Path, label: str | None = None) -> d
     write_parquet_atomic(items.with_row_index("column"), out_dir / "items.parquet")
     table = recommendation_table(model, train, fold, items, cfg.output.top_k, cfg.output.exclude, cfg.output.explain)
     write_parquet_atomic(table, out_dir / "recommendations.parquet")
+    write_parquet_atomic(history_table(fold, items), out_dir / "histories.parquet")
     write_parquet_atomic(usage.report.bad_rows, out_dir / "ingest_errors.parquet")
     objective = cfg.objective
     value = metrics[objective.fold]["tasks"][objective.task].get(objective.metric)

@@ -10,12 +10,13 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import recommend  # noqa: F401
+from featurestore.report import render_report
 from recommend.run import run_recommend
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data" / "recommend"
-FILES = ["metrics.json", "recommendations.parquet", "report.json", "ingest_errors.parquet", "model.npz",
-         "model.json", "users.parquet", "items.parquet", "run.json"]
+FILES = ["metrics.json", "recommendations.parquet", "histories.parquet", "report.json", "ingest_errors.parquet",
+         "model.npz", "model.json", "users.parquet", "items.parquet", "run.json"]
 
 
 def test_multirun_on_eunomia_beats_random_and_writes_outputs(tmp_path):
@@ -91,6 +92,10 @@ def test_run_on_omop_files_in_process(tmp_path):
     # history filter: nobody is recommended aspirin, which both took before.
     assert "DB00945" not in recs["drug_id"].to_list() and set(recs["person_id"]) == {1, 2}
     assert recs["score"].to_list() == [0.0] * 20 and recs["explanation"].list.len().sum() == 0
+    histories = pl.read_parquet(tmp_path / "histories.parquet")
+    assert histories.select("person_id", "drug_id", "events").rows() == [(1, "DB00945", 1), (2, "DB00945", 1)]
+    page = render_report(tmp_path).read_text()  # the patient's history beside their recommendations
+    assert "person_id 1: histories beside recommendations" in page and "Acetylsalicylic acid" in page
 
 
 def test_split_failure_on_tiny_csv_still_writes_the_ingest_report(tmp_path):
