@@ -2,7 +2,9 @@
 
 Candidates from a shipped dataset (default: the approved-drug catalog) or a CSV/TSV/parquet/.smi
 file; optional checkpoints add predictions, ensemble std and the max Tanimoto to their training
-molecules; every molecule gets QED, SA score, Lipinski/Veber violations and PAINS/Brenk alerts.
+molecules; every molecule gets QED, SA score, Lipinski/Veber violations and PAINS/Brenk alerts;
+``oracles=[...]`` adds ``oracle_<name>`` columns (any registered oracle, e.g. the PMO tasks), so a
+sharded ranking is also sharded oracle scoring.
 The score (``score=`` group) combines weighted desirabilities. The run folder gets
 ``ranked.parquet``, ``ranked.csv``, ``top.png``, ``top.svg`` and ``run.json``.
 
@@ -36,6 +38,7 @@ from featurestore.io import write_parquet_atomic
 from featurestore.provenance import seed_everything, write_run_record
 from featurestore.shards import ShardMarkers, shard_slice
 
+from discovery.oracles import get_oracle
 from discovery.ranking import (
     RankingModel,
     RankingScore,
@@ -53,7 +56,7 @@ log = logging.getLogger(__name__)
 def shard_markers(cfg: DictConfig) -> ShardMarkers:
     """Done-markers and parts of this ranking job (same candidates, checkpoints, score, standardizer, N)."""
     settings = {key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
-                for key in ("input", "checkpoints", "score", "standardizer", "domain_min_similarity")}
+                for key in ("input", "checkpoints", "score", "standardizer", "domain_min_similarity", "oracles")}
     return ShardMarkers.for_job(cfg.shards_root, "rank", settings, cfg.num_shards)
 
 
@@ -82,8 +85,9 @@ def run_ranking(cfg: DictConfig, out_dir: Path) -> pl.DataFrame:
             table = table.slice(offset, length)
         models = [RankingModel.load(spec, store, min_similarity=cfg.domain_min_similarity) for spec in specs]
         score = RankingScore.from_config(OmegaConf.to_container(cfg.score, resolve=True))
+        oracles = [get_oracle(name) for name in cfg.oracles]
         ranked = rank_candidates(table, cfg.input.column, models, score, store, instantiate(cfg.standardizer),
-                                 cfg.chunk_size, cfg.progress).with_columns(pl.col("input_row") + offset)
+                                 cfg.chunk_size, cfg.progress, oracles).with_columns(pl.col("input_row") + offset)
         if cfg.shard is not None:  # a part of the global ranking: no pictures, ranks are local
             part = write_parquet_atomic(ranked, markers.folder / f"part-{cfg.shard}-of-{cfg.num_shards}.parquet")
             markers.mark_done(cfg.shard, {"part": str(part.resolve()), "rows": ranked.height})

@@ -140,7 +140,8 @@ def test_sharded_ranking_merges_to_the_unsharded_ranking(tmp_path):
     candidates = tmp_path / "candidates.csv"
     smiles = [ASPIRIN, "bad((", "c1ccccc1O", RHODANINE, ASPIRIN, "CCO", C40, "CC(C)Cc1ccc(cc1)C(C)C(=O)O"]
     pl.DataFrame({"smiles": smiles, "id": range(len(smiles))}).write_csv(candidates)
-    common = [f"input.path={candidates}", f"store.root={tmp_path / 'store'}", "store.n_jobs=1", "progress=false"]
+    common = [f"input.path={candidates}", f"store.root={tmp_path / 'store'}", "store.n_jobs=1", "progress=false",
+              "oracles=[qed]"]  # oracle scoring is sharded with the ranking
 
     def config(*overrides):
         with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
@@ -156,4 +157,6 @@ def test_sharded_ranking_merges_to_the_unsharded_ranking(tmp_path):
     merged = run_ranking(config("num_shards=3", "reduce=true"), tmp_path / "reduce")
     assert merged.equals(whole)
     assert merged.filter(pl.col("input_smiles") == "bad((")["input_row"].item() == 1  # the row in the whole file
+    qed = dict(merged.select("input_row", "oracle_qed").iter_rows())
+    assert qed[0] == qed[4] == pytest.approx(0.5501, abs=1e-3) and qed[1] is None  # aspirin twice, then "bad(("
     assert {"ranked.parquet", "ranked.csv", "top.png"} <= {p.name for p in (tmp_path / "reduce").iterdir()}

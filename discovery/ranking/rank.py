@@ -25,6 +25,7 @@ from featurestore.similarity import max_tanimoto
 
 from discovery.checkpoint import Predictor, load_predictor
 from discovery.data import select_task
+from discovery.oracles import Oracle
 from discovery.ranking.medchem import MEDCHEM, MEDCHEM_SCHEMA
 from discovery.ranking.score import RankingScore
 from discovery.ranking.similarity import ECFP4, run_dir_of, training_fingerprints
@@ -85,9 +86,10 @@ def read_candidates(path: str | Path, column: str) -> pl.DataFrame:
 
 def score_molecules(
     smiles: Sequence[str], models: Sequence[RankingModel], store: FeatureStore,
-    standardizer: Standardizer = Standardizer(), view: FeatureView = ECFP4,
+    standardizer: Standardizer = Standardizer(), view: FeatureView = ECFP4, oracles: Sequence[Oracle] = (),
 ) -> pl.DataFrame:
     """One row per SMILES: ``input_smiles, inchikey, smiles``, predictions, ``max_tanimoto_<model>``,
+    ``oracle_<name>`` (each oracle on the standardized molecule; null where it did not standardize),
     the medicinal-chemistry columns and ``error`` (standardization, then feature/prediction errors)."""
     smiles = list(smiles)
     keyed = store.standardize(smiles, standardizer).table
@@ -106,6 +108,12 @@ def score_molecules(
             domain = pl.DataFrame([pl.Series(f"max_tanimoto_{model.name}", similarity).fill_nan(None)]).with_columns(
                 (pl.col(f"max_tanimoto_{model.name}") >= model.min_similarity).alias(f"in_domain_{model.name}"))
             columns += [predictions, domain]
+    if oracles:
+        standardized = keyed.get_column("smiles").to_list()
+        columns.append(pl.DataFrame([
+            pl.Series(f"oracle_{oracle.name}", [None if s is None else oracle(s) for s in standardized], dtype=pl.Float64)
+            for oracle in oracles
+        ]))
     parts = [keyed.select("input_smiles", "inchikey", "smiles"), *columns, medchem.select(list(MEDCHEM_SCHEMA))]
     return pl.concat(parts, how="horizontal").with_columns(
         cs.float().fill_nan(None), pl.Series("error", errors, dtype=pl.String)
@@ -121,6 +129,7 @@ def _extra_columns(table: pl.DataFrame, smiles_column: str, taken: set[str]) -> 
 def rank_candidates(
     table: pl.DataFrame, smiles_column: str, models: Sequence[RankingModel], score: RankingScore, store: FeatureStore,
     standardizer: Standardizer = Standardizer(), chunk_size: int = 5000, progress: bool = True,
+    oracles: Sequence[Oracle] = (),
 ) -> pl.DataFrame:
     """Score and rank every row of ``table``: ``rank, input_row, input_smiles, smiles, inchikey``, the input's
     other columns, the score columns, ``d_<term>`` desirabilities, ``score`` and ``error``; best first."""
@@ -131,7 +140,7 @@ def rank_candidates(
     with tqdm(total=len(unique), desc="ranking", unit="mol", disable=not progress) as bar:
         for start in range(0, len(unique), chunk_size):
             chunk = unique[start:start + chunk_size]
-            frames.append(score_molecules(chunk, models, store, standardizer))
+            frames.append(score_molecules(chunk, models, store, standardizer, oracles=oracles))
             bar.update(len(chunk))
     scored = score(pl.concat(frames, how="vertical_relaxed"))
     rows = pl.DataFrame({"input_row": pl.int_range(len(inputs), eager=True), "input_smiles": inputs})
