@@ -30,7 +30,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from featurestore.io import atomic_path
-from featurestore.runs import flatten, read_run
+from featurestore.runs import collect_runs, flatten, read_run
 
 # Result tables first, in this order; other parquet files follow by name. Inputs are skipped.
 TABLE_ORDER = ("ranked", "recommendations", "best_molecules", "top_molecules", "predictions", "calls")
@@ -183,6 +183,33 @@ def render_report(run_dir: str | Path, out: str | Path | None = None, title: str
     page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style></head><body>{''.join(sections)}</body></html>")
     out = Path(out) if out else run_dir / "report.html"
+    with atomic_path(out) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return out
+
+
+def render_index(root: str | Path, title: str = "Quickstart") -> Path:
+    """``<root>/index.html``: every run folder under ``root`` with a link to its report and its headline
+    numbers (``summary*.json`` files in ``root``, written by the quickstart steps)."""
+    root = Path(root)
+    runs = collect_runs(root)
+    rows = []
+    for row in runs.iter_rows(named=True):
+        folder = Path(row["run_dir"])
+        relative = folder.relative_to(root).as_posix()
+        link = f'<a href="{html.escape(relative)}/report.html">{html.escape(relative)}</a>' \
+            if (folder / "report.html").is_file() else html.escape(relative)
+        rows.append(f"<tr><td>{link}</td>{_cell(row['app'])}{_cell(row['created'])}</tr>")
+    sections = [f"<h1>{html.escape(title)}</h1>", f"<p class='note'>{html.escape(str(root.resolve()))}</p>",
+                "<h2>Runs</h2><table><tr><th>run (report)</th><th>app</th><th>created</th></tr>" + "".join(rows)
+                + "</table>"]
+    for summary in sorted(root.glob("summary*.json")):
+        steps = json.loads(summary.read_text())
+        flat = [{"step": name, **{key: str(value) for key, value in numbers.items()}} for name, numbers in steps.items()]
+        sections += [f"<h2>{html.escape(summary.stem)}</h2>", html_table(pl.DataFrame(flat, strict=False))]
+    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body>{''.join(sections)}</body></html>")
+    out = root / "index.html"
     with atomic_path(out) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return out

@@ -12,7 +12,8 @@ def readme_commands() -> list[str]:
 
 def test_readme_opens_with_the_two_commands():
     main_job, tests = readme_commands()[:2]
-    assert main_job.endswith("python -m featurestore.build")
+    steps = [step.strip() for step in main_job.split("&&")]
+    assert [step.split()[2] for step in steps[2:]] == ["featurestore.build", "discovery.quickstart", "recommend.quickstart"]
     assert "torch" not in tests or "torch==2.13.0" in tests
     assert "pytest" in tests
 

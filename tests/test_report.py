@@ -67,3 +67,14 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
                    capture_output=True, timeout=60)
     pixels = imread(shot)
     assert pixels.shape[:2] == (900, 900) and pixels.std() > 0.05  # drawn, not blank
+
+
+def test_index_links_every_run_report_and_shows_step_summaries(run_dir, tmp_path):
+    from featurestore.report import render_index
+
+    render_report(run_dir)
+    write_run_record(tmp_path / "nested" / "second", {"x": 1}, 0)  # a run without a report: listed, no link
+    (tmp_path / "summary_demo.json").write_text(json.dumps({"train": {"test_rmse": 0.61, "seconds": 7.0}}))
+    page = render_index(tmp_path).read_text()
+    assert '<a href="run/report.html">run</a>' in page and "nested/second" in page
+    assert "summary_demo" in page and "0.61" in page
