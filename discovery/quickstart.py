@@ -9,10 +9,7 @@ Hydra apps run; longer schedules are a matter of overrides (see README).
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from featurestore.provenance import write_run_record
-from featurestore.report import render_report
+from featurestore.report import quickstart_parser, render_report, write_step_summary
 
 from discovery.optimization.runner import run_optimization
 from discovery.optimize import load_pool
@@ -84,21 +81,17 @@ def run_discovery_quickstart(out_dir: str | Path, store_root: str | Path, budget
     result = run_optimization(instantiate(cfg.oracle), instantiate(cfg.optimizer), pool, run_dir, budget=budget,
                               seed=cfg.seed, pool_keys=pool_keys)
     done("optimize_celecoxib", auc_top10=result["auc_top10"], top1=result["top1"])
-    (out_dir / "summary_discovery.json").write_text(json.dumps(summary, indent=2))
+    write_step_summary(out_dir, "discovery", summary)
     return summary
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], prog="python -m discovery.quickstart")
-    parser.add_argument("out_dir", nargs="?", default="outputs/quickstart")
-    parser.add_argument("--store", default=os.environ.get("FEATURESTORE_ROOT", ".featurestore"))
+    parser = quickstart_parser("python -m discovery.quickstart", __doc__.split("\n")[0])
     parser.add_argument("--budget", type=int, default=300, help="oracle calls of the optimization step")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     start = time.perf_counter()
-    summary = run_discovery_quickstart(args.out_dir, args.store, args.budget)
-    for name, numbers in summary.items():
-        print(f"{name:26s} {numbers}")
+    run_discovery_quickstart(args.out_dir, args.store, args.budget)
     print(f"discovery quickstart: {time.perf_counter() - start:.0f} s -> {args.out_dir}")
 
 

@@ -18,6 +18,7 @@ import argparse
 import base64
 import html
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from featurestore.io import atomic_path
+from featurestore.io import atomic_path, write_json_atomic
 from featurestore.runs import collect_runs, flatten, read_run
 
 # Result tables first, in this order; other parquet files follow by name. Inputs are skipped.
@@ -213,6 +214,21 @@ def render_index(root: str | Path, title: str = "Quickstart") -> Path:
     with atomic_path(out) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return out
+
+
+def quickstart_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The arguments both quickstart halves take: the output folder and the feature-store root."""
+    parser = argparse.ArgumentParser(description=description, prog=prog)
+    parser.add_argument("out_dir", nargs="?", default="outputs/quickstart")
+    parser.add_argument("--store", default=os.environ.get("FEATURESTORE_ROOT", ".featurestore"))
+    return parser
+
+
+def write_step_summary(out_dir: str | Path, name: str, steps: Mapping[str, Mapping[str, Any]]) -> Path:
+    """``<out_dir>/summary_<name>.json`` (shown by :func:`render_index`), and one line per step on stdout."""
+    for step, numbers in steps.items():
+        print(f"{step:26s} {dict(numbers)}")
+    return write_json_atomic(Path(out_dir) / f"summary_{name}.json", steps)
 
 
 class ReportCallback(Callback):

@@ -9,8 +9,6 @@ quickstart's index page (``index.html``) linking every run folder under ``out_di
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import os
 import time
@@ -21,7 +19,7 @@ from typing import Any
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from featurestore.report import render_index, render_report
+from featurestore.report import quickstart_parser, render_index, render_report, write_step_summary
 
 from recommend.resources.run import run_resources
 from recommend.run import run_recommend
@@ -57,21 +55,17 @@ def run_recommend_quickstart(out_dir: str | Path, store_root: str | Path, person
     render_report(out_dir / name)
     summary[name] = {"person_id": person_id, "top": result["table"]["title"][0] if result["table"].height else None,
                      "seconds": round(time.perf_counter() - start, 1)}
-    (out_dir / "summary_recommend.json").write_text(json.dumps(summary, indent=2))
+    write_step_summary(out_dir, "recommend", summary)
     return summary
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], prog="python -m recommend.quickstart")
-    parser.add_argument("out_dir", nargs="?", default="outputs/quickstart")
-    parser.add_argument("--store", default=os.environ.get("FEATURESTORE_ROOT", ".featurestore"))
+    parser = quickstart_parser("python -m recommend.quickstart", __doc__.split("\n")[0])
     parser.add_argument("--person", type=int, default=6, help="Eunomia person for the resource step")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     start = time.perf_counter()
-    summary = run_recommend_quickstart(args.out_dir, args.store, args.person)
-    for name, numbers in summary.items():
-        print(f"{name:26s} {numbers}")
+    run_recommend_quickstart(args.out_dir, args.store, args.person)
     index = render_index(args.out_dir)
     print(f"recommend quickstart: {time.perf_counter() - start:.0f} s; every run's report: {index}")
 
