@@ -102,9 +102,9 @@ def run_ranking(cfg: DictConfig, out_dir: Path) -> pl.DataFrame:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="rank")
 def main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    if cfg.shard is not None and not cfg.reduce and shard_markers(cfg).is_done(cfg.shard):
-        log.info("shard %d of %d already ranked (%s): skipped", cfg.shard, cfg.num_shards,
-                 shard_markers(cfg).path(cfg.shard))
+    markers = shard_markers(cfg)
+    if cfg.shard is not None and not cfg.reduce and markers.is_done(cfg.shard):
+        log.info("shard %d of %d already ranked (%s): skipped", cfg.shard, cfg.num_shards, markers.path(cfg.shard))
         return
     ranked = run_ranking(cfg, out_dir)
     failed = ranked.get_column("error").is_not_null().sum()

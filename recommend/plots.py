@@ -49,9 +49,15 @@ def neighbourhood_png(model: ContentRecommender, item: int, path: str | Path, n:
     return path
 
 
+def content_of(model: Recommender) -> ContentRecommender | None:
+    """The content model behind ``model`` (itself, or a hybrid's content part), or None."""
+    content = model if isinstance(model, ContentRecommender) else getattr(model, "content", None)
+    return content if isinstance(content, ContentRecommender) else None
+
+
 def write_neighbourhood(model: Recommender, user_items: sp.csr_matrix, path: str | Path) -> Path | None:
     """:func:`neighbourhood_png` of the drug most patients took in ``user_items`` (content or hybrid models)."""
-    content = model if isinstance(model, ContentRecommender) else getattr(model, "content", None)
-    if not isinstance(content, ContentRecommender):
+    content = content_of(model)
+    if content is None:
         raise TypeError(f"{model.name} has no content similarity to plot")
     return neighbourhood_png(content, int(np.argmax(user_items.getnnz(axis=0))), path)

@@ -40,7 +40,7 @@ from recommend.ingest import load_usage
 from recommend.interactions import Interactions, Weighting, build_interactions
 from recommend.mapping import DrugCatalog, map_events
 from recommend.models import FitContext, Recommender, build_model
-from recommend.plots import write_neighbourhood
+from recommend.plots import content_of, write_neighbourhood
 from recommend.splits import Fold, excluded_items, make_split
 
 
@@ -138,7 +138,7 @@ def run_recommend(cfg: DictConfig, out_dir: Path, label: str | None = None) -> d
         metrics[name] = {"fit_seconds": round(fit_seconds, 4), "split": fold.info, "tasks": results}
     # The last fold is the test fold: its model and matrix serve the saved outputs.
     model.save(out_dir / "model")
-    if model.name in ("content", "hybrid"):
+    if content_of(model) is not None:
         write_neighbourhood(model, train.matrix, out_dir / "neighbourhood.png")
     write_parquet_atomic(pl.DataFrame({"row": np.arange(users.len()), "person_id": users}), out_dir / "users.parquet")
     write_parquet_atomic(items.with_row_index("column"), out_dir / "items.parquet")
