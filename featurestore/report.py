@@ -126,14 +126,15 @@ def _tables_section(run_dir: Path, max_rows: int, max_structures: int) -> str:
     for path in sorted(run_dir.glob("*.parquet"), key=_table_order):
         if path.stem in SKIP_TABLES:
             continue
-        frame = pl.read_parquet(path)
-        preview = frame.head(max_rows)
+        # Only the previewed rows are read: result tables may hold millions of rows.
+        table = pl.scan_parquet(path)
+        preview, n_rows = table.head(max_rows).collect(), table.select(pl.len()).collect().item()
         smiles_column = next((c for c in preview.columns if c.lower() in ("smiles", "canonical_smiles")), None)
         extra = {}
         if smiles_column:
             extra["structure"] = [molecule_svg(s) if i < max_structures else "" for i, s in
                                   enumerate(preview[smiles_column].to_list())]
-        parts.append(f"<h3>{html.escape(path.name)}</h3><p class='note'>first {preview.height} of {frame.height} "
+        parts.append(f"<h3>{html.escape(path.name)}</h3><p class='note'>first {preview.height} of {n_rows} "
                      f"rows</p>" + html_table(preview, extra))
     return "".join(parts)
 
@@ -145,11 +146,11 @@ def _paired_section(run_dir: Path) -> str:
         paths = [run_dir / f"{left}.parquet", run_dir / f"{right}.parquet"]
         if not all(path.is_file() for path in paths):
             continue
-        tables = [pl.read_parquet(path) for path in paths]
-        if tables[1].is_empty():
+        first = pl.scan_parquet(paths[1]).select(key).head(1).collect()
+        if first.is_empty():
             continue
-        value = tables[1][key][0]
-        shown = [table.filter(pl.col(key) == value).drop(key) for table in tables]
+        value = first[key][0]
+        shown = [pl.scan_parquet(path).filter(pl.col(key) == value).drop(key).collect() for path in paths]
         parts.append(f"<h3>{html.escape(key)} {html.escape(str(value))}: {left} beside {right}</h3><div class='pair'>"
                      + "".join(f"<div><p class='note'>{name}</p>{html_table(table)}</div>"
                                for name, table in zip((left, right), shown)) + "</div>")
