@@ -120,9 +120,6 @@ class Predictor:
         SMILES (an InChIKey is never a valid SMILES). Inputs that fail get a null
         prediction and the reason in ``error``.
         """
-        if self.protein_view is not None:
-            raise ValueError(f"{self.model_name} predicts drug–target pairs: build their features with "
-                             "discovery.dta.pair_features and call predict_features")
         items = [str(item) for item in smiles_or_keys]
         is_key = [bool(INCHIKEY.fullmatch(item)) for item in items]
         smiles_items = [item for item, key in zip(items, is_key) if not key]
@@ -140,11 +137,19 @@ class Predictor:
             table = table.join(known, on="inchikey", how="left", maintain_order="left").with_columns(
                 pl.coalesce("smiles", "stored_smiles").alias("smiles")
             ).drop("stored_smiles")
+        return self.predict_keyed(table, store)
+
+    def predict_keyed(self, table: pl.DataFrame, store: FeatureStore) -> pl.DataFrame:
+        """:meth:`predict` for inputs already keyed by this predictor's standardizer: ``table`` has one row per
+        input with ``input, inchikey, smiles, error`` (a caller that standardized them need not do it twice)."""
+        if self.protein_view is not None:
+            raise ValueError(f"{self.model_name} predicts drug–target pairs: build their features with "
+                             "discovery.dta.pair_features and call predict_features")
         features = store.get(table.get_column("inchikey").fill_null("").to_list(), self.view)
         table = table.with_columns(pl.coalesce(pl.col("error"), features.get_column("error")).alias("error"))
         usable = table.get_column("error").is_null().to_numpy()
         mean, std = self.predict_features(features.filter(pl.Series(usable)))
-        full_mean = np.full((len(items), len(self.tasks)), np.nan)
+        full_mean = np.full((table.height, len(self.tasks)), np.nan)
         full_std = full_mean.copy()
         full_mean[usable], full_std[usable] = mean, std
         frame = table.with_columns(

@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 from hydra import compose, initialize_config_dir
 
-from featurestore import FeatureStore
+from featurestore import FeatureStore, Standardizer
 from discovery.checkpoint import load_predictor
 from discovery.ranking import RankingScore, ScoreTerm, draw_top, rank_candidates, read_candidates
+from discovery.ranking.rank import RankingModel, score_molecules
 from discovery.ranking.medchem import MedChemFeaturizer, medchem_properties
 from featurestore.similarity import max_tanimoto
 from discovery.train import run_training
@@ -132,6 +133,20 @@ def test_rank_app_with_checkpoint_matches_predictor(esol_run, tmp_path):
     assert ranked.get_column("in_domain_esol").to_list() == [similarity[0] >= 0.3, None, similarity[2] >= 0.3, True]
     assert ranked.filter(pl.col("name") == "broken").get_column("rank").item() == 4
     assert not math.isnan(ranked.get_column("score")[0])
+
+
+def test_a_checkpoint_keys_candidates_with_its_own_standardizer(esol_run):
+    """The ranking's standardizer keys its own columns; the model still sees molecules keyed its way."""
+    run, store_root = esol_run
+    store = FeatureStore(store_root, n_jobs=1, progress=False)
+    model = RankingModel.load({"path": str(run), "name": "esol"}, store)
+    salt = "CC(=O)Oc1ccccc1C(=O)[O-].[Na+]"  # the model's default standardizer strips and neutralizes it
+    raw = Standardizer(cleanup=False, largest_fragment=False, neutralize=False)
+    scored = score_molecules([salt, ASPIRIN], [model], store, standardizer=raw)
+    assert scored.get_column("inchikey")[0] != scored.get_column("inchikey")[1]
+    expected = load_predictor(run).predict([salt, ASPIRIN], store).get_column("prediction").to_list()
+    assert scored.get_column("pred_esol").to_list() == pytest.approx(expected)
+    assert expected[0] == pytest.approx(expected[1])
 
 
 def test_sharded_ranking_merges_to_the_unsharded_ranking(tmp_path):

@@ -57,16 +57,23 @@ class RankingModel:
         """``pred_<name>`` for one task, ``pred_<name>_<task>`` when several are kept."""
         return f"{prefix}_{self.name}" if len(self.tasks) == 1 else f"{prefix}_{self.name}_{task}"
 
-    def score(self, smiles: list[str], store: FeatureStore) -> tuple[pl.DataFrame, list[str | None]]:
-        """Prediction (and ensemble std) columns for ``smiles``, and each row's prediction error."""
-        long = self.predictor.predict(smiles, store)
+    def score(self, keyed: pl.DataFrame, standardizer: Standardizer, store: FeatureStore
+              ) -> tuple[pl.DataFrame, list[str | None]]:
+        """Prediction (and ensemble std) columns for the ``keyed`` candidates (``input_smiles, inchikey, smiles,
+        error``, keyed by ``standardizer``), and each row's prediction error. A checkpoint trained with another
+        standardizer keys the input SMILES its own way."""
+        if self.predictor.standardizer == standardizer:
+            long = self.predictor.predict_keyed(keyed.select(pl.col("input_smiles").alias("input"), "inchikey",
+                                                             "smiles", "error"), store)
+        else:
+            long = self.predictor.predict(keyed.get_column("input_smiles").to_list(), store)
         width = len(self.predictor.tasks)
         errors = long.get_column("error").gather_every(width).to_list()
         columns = []
         for prefix, source in (("pred", "prediction"), ("std", "std")):
             if source not in long.columns:
                 continue
-            matrix = long.get_column(source).cast(pl.Float64).to_numpy().reshape(len(smiles), width)
+            matrix = long.get_column(source).cast(pl.Float64).to_numpy().reshape(keyed.height, width)
             columns += [pl.Series(self.column(prefix, task), matrix[:, self.predictor.tasks.index(task)]) for task in self.tasks]
         return pl.DataFrame(columns), errors
 
@@ -101,7 +108,7 @@ def score_molecules(
     if models:
         bits = fingerprint_matrix(store.get(valid_keys.to_list(), view))
         for model in models:
-            predictions, prediction_errors = model.score(smiles, store)
+            predictions, prediction_errors = model.score(keyed, standardizer, store)
             errors = [e or p for e, p in zip(errors, prediction_errors)]
             similarity = np.full(len(smiles), np.nan)
             similarity[valid] = max_tanimoto(bits, model.training_bits)
