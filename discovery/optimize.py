@@ -4,8 +4,9 @@
     python -m discovery.optimize -m oracle=qed,zaleplon_mpo seed=0,1,2
     python -m discovery.optimize oracle=custom_mpo pool.path=my.csv pool.column=SMILES
 
-Writes calls.parquet, top.parquet, metrics.json, optimization_curve.png, top12.png and
-run.json into the Hydra run directory and returns AUC top-10 (what a sweep maximizes).
+Writes calls.parquet, top.parquet, metrics.json, optimization_curve.png, top12.png,
+run.json and the logger's curve (``logger=csv``: metrics_log.csv) into the Hydra run directory
+and returns AUC top-10 (what a sweep maximizes).
 Rerun with the same ``hydra.run.dir=...`` to resume a killed run.
 """
 
@@ -28,6 +29,7 @@ from discovery.optimization import run_optimization
 from featurestore.build import load_source
 from featurestore.io import require_columns
 from featurestore.provenance import seed_everything, write_run_record
+from featurestore.tracking import start_logger
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +60,14 @@ def main(cfg: DictConfig) -> float:
     oracle = instantiate(cfg.oracle)
     optimizer = instantiate(cfg.optimizer)
     pool, pool_keys, source = load_pool(cfg.pool)
-    write_run_record(out_dir, OmegaConf.to_container(cfg, resolve=True), cfg.seed, [source])
+    config = OmegaConf.to_container(cfg, resolve=True)
+    write_run_record(out_dir, config, cfg.seed, [source])
+    logger = start_logger(cfg.logger, out_dir, "discovery.optimize", config)
     metrics = run_optimization(
         oracle, optimizer, pool, out_dir, budget=cfg.budget, seed=cfg.seed, pool_keys=pool_keys,
-        freq_log=cfg.freq_log, flush_every=cfg.flush_every, top_n=cfg.top_n,
+        freq_log=cfg.freq_log, flush_every=cfg.flush_every, top_n=cfg.top_n, logger=logger,
     )
+    logger.close()
     log.info(
         "%s on %s: AUC top-10 %.3f, top-10 %.3f, %d calls (%s), %.0f s; outputs in %s", optimizer.name, oracle.name,
         metrics["auc_top10"], metrics["top10"], metrics["calls_used"], metrics["stopped"], metrics["wall_time_s"], out_dir,

@@ -5,8 +5,8 @@ dmpnn, attentivefp, ecfp_mlp, ecfp_svr, ecfp_rf, smiles_cnn; on drug–target pa
 ``data=kiba_sample``: graphdta, ecfp_kmer_rf), a trainer and a logger. The run folder
 gets ``data.parquet`` + ``splits.json`` (the exact rows and fold indices, reusable by other
 tools), ``data_report.json``, ``predictions.parquet``, ``metrics.json``, ``checkpoint/``, ``run.json``
-and, for the neural models, ``epochs.csv`` and ``learning_curve.png``. The app returns the
-validation metric (for sweeps).
+and, for the neural models, ``learning_curve.png`` and the per-epoch losses the logger keeps
+(``logger=csv``: ``metrics_log.csv``). The app returns the validation metric (for sweeps).
 
 Examples::
 
@@ -37,12 +37,12 @@ from omegaconf import DictConfig, OmegaConf
 from featurestore.io import write_json_atomic, write_parquet_atomic
 from featurestore.provenance import seed_everything, write_run_record
 from featurestore.runs import flatten
+from featurestore.tracking import TrackingLogger, numbers, start_logger
 
 from discovery.checkpoint import Predictor, TargetScaler
 from discovery.data import MoleculeDataset
 from discovery.dta import build_training_set
 from discovery.inputs import fingerprint_array, input_dims, model_inputs
-from discovery.loggers import TrainingLogger
 from discovery.metrics import evaluate, objective
 from discovery.models import ClassicalModel, build_model, model_class
 from discovery.plots import plot_learning_curves
@@ -79,8 +79,13 @@ def fit_member(
                    "best_val_loss": result.best_val_loss}
 
 
+def _log_epoch(logger: TrackingLogger, group: str, epoch: int, values: dict[str, float]) -> None:
+    """One epoch of one ensemble member (``group``: ``member<k>``), the epoch as the step."""
+    logger.log_metrics(epoch, {name: value for name, value in values.items() if name != "epoch"}, group)
+
+
 def fit_ensemble(
-    cfg: DictConfig, dataset: MoleculeDataset, split: Split, masks: dict[str, np.ndarray], logger: TrainingLogger
+    cfg: DictConfig, dataset: MoleculeDataset, split: Split, masks: dict[str, np.ndarray], logger: TrackingLogger
 ) -> tuple[Predictor, list[dict[str, Any]], list]:
     """Scale the targets on the training labels and fit ``cfg.ensemble`` members (seeds ``seed``, ``seed+1``, ...).
 
@@ -108,7 +113,7 @@ def fit_ensemble(
     members, fitted = [], []
     for k in range(cfg.ensemble):
         model, info = fit_member(cfg.model.name, hparams, inputs, scaled, masks, split, trainer, dataset.task_type,
-                                 cfg.seed + k, partial(logger.log_epoch, k), fingerprints)
+                                 cfg.seed + k, partial(_log_epoch, logger, f"member{k}"), fingerprints)
         members.append(model)
         fitted.append(info)
     predictor = Predictor(cfg.model.name, members, dataset.tasks, dataset.task_type, scaler, dataset.view,
@@ -164,8 +169,7 @@ def run_training(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     labels_per_fold = {fold: int(mask.sum()) for fold, mask in masks.items()}
     log.info("labels per fold: %s", labels_per_fold)
     config = OmegaConf.to_container(cfg, resolve=True)
-    logger: TrainingLogger = instantiate(cfg.logger, out_dir=out_dir)
-    logger.log_params(flatten(config))
+    logger = start_logger(cfg.logger, out_dir, "discovery.train", config)
     predictor, fitted, inputs = fit_ensemble(cfg, dataset, split, masks, logger)
     predictions = fold_predictions(predictor, dataset, split, inputs)
     write_parquet_atomic(predictions, out_dir / "predictions.parquet")
@@ -180,8 +184,7 @@ def run_training(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         plot_learning_curves(histories, out_dir / "learning_curve.png", f"{cfg.model.name} on {dataset.name}")
     predictor.save(out_dir / "checkpoint", {"data": dataset.name, "member_seeds": [info["seed"] for info in fitted]})
     write_json_atomic(out_dir / "metrics.json", metrics)
-    logger.log_metrics({name: value for name, value in flatten(metrics, skip=["training"]).items()
-                        if isinstance(value, (int, float)) and not isinstance(value, bool)})
+    logger.log_summary(numbers(flatten(metrics, skip=["training"])))
     logger.close()
     write_run_record(out_dir, config, cfg.seed, [dataset.source_file])
     return metrics

@@ -15,6 +15,7 @@ from discovery.optimization.graph_operators import crossover, mutate, ring_ok
 from discovery.optimization.metrics import diversity, novelty, top_k_mean
 from discovery.oracles import Oracle, get_oracle
 from featurestore.datasets import load_dataset
+from featurestore.runs import collect_runs
 from tests.molecules import ASPIRIN, ASPIRIN_KEY, CAFFEINE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -199,6 +200,15 @@ def test_optimize_command_line_writes_every_output(tmp_path):
     start_best = calls.filter(pl.col("call") <= 120).get_column("score").max()  # the 120 sampled pool molecules
     assert top.row(0, named=True)["score"] > start_best and top.row(0, named=True)["call"] > 120
     assert json.loads((out / "run.json").read_text())["config"]["oracle"]["name"] == "isomers_c7h8n2o2"
+    curve = pl.read_csv(out / "metrics_log.csv")  # logger=csv, the default: the running top-k every 100 calls
+    assert curve.columns == ["group", "step", "top1", "top10", "top100"]
+    assert curve.select("group", "step").rows() == [("curve", 100), ("curve", 200)]
+    first_100 = calls.filter(pl.col("call") <= 100).get_column("score").sort(descending=True)
+    assert curve.row(0, named=True)["top10"] == pytest.approx(first_100.head(10).mean())
+    assert curve.row(1, named=True)["top100"] == pytest.approx(metrics["top100"])
+    runs = collect_runs(out)  # the run as one row of the runs table
+    assert runs.select("app", "config.oracle.name", "config.logger._target_", "metrics.calls_used").row(0) == (
+        "discovery.optimize", "isomers_c7h8n2o2", "featurestore.tracking.CSVLogger", 200)
 
 
 @pytest.mark.slow

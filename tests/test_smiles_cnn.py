@@ -107,7 +107,7 @@ def test_smiles_cnn_trains_through_the_app_and_its_checkpoint_reproduces_the_pre
         cfg = compose("train", overrides=overrides)
     metrics = run_training(cfg, tmp_path / "run")
     assert metrics["labels_per_fold"] == {"train": 48, "val": 6, "test": 6}
-    assert len(pl.read_csv(tmp_path / "run" / "epochs.csv")) == 2
+    assert len(pl.read_csv(tmp_path / "run" / "metrics_log.csv")) == 2
     assert metrics["test"]["n"] == 6 and 0.0 <= metrics["test"]["ci"] <= 1.0
     predictor = load_predictor(tmp_path / "run")
     assert predictor.view.featurizer == "smiles_tokens" and predictor.members[0].hparams["vocab_size"] == 82

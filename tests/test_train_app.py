@@ -17,7 +17,6 @@ from featurestore import FeatureStore
 from featurestore.datasets import load_dataset
 from featurestore.io import file_lock
 from discovery.checkpoint import Predictor, load_predictor
-from discovery.loggers import TensorBoardLogger
 from discovery.train import run_training
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,14 +66,16 @@ def esol_run(esol_sweep) -> tuple[Path, Path]:
 def test_run_writes_config_metrics_predictions_curve_and_checkpoint(esol_run):
     run_dir, _ = esol_run
     for name in [".hydra/config.yaml", "run.json", "metrics.json", "predictions.parquet", "learning_curve.png",
-                 "epochs.csv", "splits.json", "data.parquet", "data_report.json", "checkpoint/weights.pt",
+                 "metrics_log.csv", "splits.json", "data.parquet", "data_report.json", "checkpoint/weights.pt",
                  "checkpoint/model.json", "report.html"]:
         assert (run_dir / name).is_file(), name
     assert "learning_curve.png" in (run_dir / "report.html").read_text()
     spec = json.loads((run_dir / "checkpoint/model.json").read_text())
     assert spec["model"] == "dmpnn" and spec["hparams"]["hidden"] == 64 and spec["tasks"] == ["log_solubility"]
     assert spec["view"]["featurizer"] == "graph" and spec["view"]["id"].startswith("graph-")
-    assert len(pl.read_csv(run_dir / "epochs.csv")) == 20
+    epochs = pl.read_csv(run_dir / "metrics_log.csv")  # logger=csv, the default: one row per epoch
+    assert epochs.columns == ["group", "step", "train_loss", "val_loss", "lr"]
+    assert epochs["step"].to_list() == list(range(20)) and set(epochs["group"]) == {"member0"}
     record = json.loads((run_dir / "run.json").read_text())
     assert record["seed"] == 0 and "esol.parquet" in next(iter(record["data"]))
     assert (run_dir / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
@@ -187,19 +188,6 @@ def test_moleculeace_target_keeps_the_given_test_set_and_reports_cliffs(tmp_path
     assert len(chosen["val_rmse_by_C"]) == 6
 
 
-def test_tensorboard_logger_writes_events_or_says_how_to_install_it(tmp_path):
-    try:
-        import torch.utils.tensorboard  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="pip install 'tensorboard>=2.15'"):
-            TensorBoardLogger(tmp_path)
-        return
-    logger = TensorBoardLogger(tmp_path)
-    logger.log_epoch(0, 0, {"epoch": 0, "train_loss": 1.0, "val_loss": 2.0})
-    logger.close()
-    assert any((tmp_path / "tensorboard").iterdir())
-
-
 @pytest.mark.slow
 def test_optuna_sweep_returns_the_validation_metric(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
@@ -212,11 +200,11 @@ def test_optuna_sweep_returns_the_validation_metric(tmp_path):
     assert best["best_value"] == pytest.approx(min(values))
 
 
-def test_mlflow_logger_records_config_epochs_and_final_metrics(tmp_path):
-    pytest.importorskip("mlflow", reason="the test extra installs mlflow-skinny")
+def test_mlflow_logger_records_config_epochs_and_final_metrics(tmp_path, mlflow_db):
     from mlflow.tracking import MlflowClient
 
     out = tmp_path / "run"
+    mlflow_db(out)
     metrics = _run_in_process(out, tmp_path / "store", "logger=mlflow", "model=ecfp_mlp", "model.hparams.hidden=16",
                               "data.max_rows=80", "trainer.max_epochs=3")
     client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")

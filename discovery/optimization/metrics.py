@@ -35,6 +35,13 @@ def running_top_k(scores: Sequence[float] | np.ndarray, k: int, points: Iterable
     return [top_k_mean(values[:n], k) for n in points]
 
 
+def running_curve(scores: Sequence[float] | np.ndarray, freq: int = 100) -> dict[int, dict[str, float]]:
+    """Running top-1/10/100 means every ``freq`` calls and at the last call: ``{calls: {"top1": ..., ...}}``."""
+    values = np.asarray(scores, dtype=float)
+    points = sorted({*range(freq, values.size, freq), values.size})
+    return {n: {f"top{k}": top_k_mean(values[:n], k) for k in TOP_KS} for n in points}
+
+
 def auc_top_k(scores: Sequence[float] | np.ndarray, k: int, budget: int, freq: int = 100) -> float:
     """Area under the running top-k mean vs calls, divided by ``budget`` (mol_opt's ``top_auc``).
 

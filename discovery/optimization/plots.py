@@ -12,17 +12,16 @@ import polars as pl  # noqa: E402
 from rdkit import Chem  # noqa: E402
 from rdkit.Chem import Draw  # noqa: E402
 
-from discovery.optimization.metrics import TOP_KS, running_top_k  # noqa: E402
+from discovery.optimization.metrics import TOP_KS, running_curve  # noqa: E402
 from featurestore.io import atomic_path  # noqa: E402
 
 
 def plot_curve(calls: pl.DataFrame, budget: int, path: str | Path, title: str = "", freq: int = 100) -> Path:
     """Running mean of the top-1/10/100 scores against oracle calls (every ``freq`` calls and the last)."""
-    scores = calls.sort("call").get_column("score").to_numpy()
-    points = sorted({*range(freq, len(scores), freq), len(scores)})
+    curve = running_curve(calls.sort("call").get_column("score").to_numpy(), freq)
     fig, ax = plt.subplots(figsize=(6, 4))
     for k in TOP_KS:
-        ax.plot(points, running_top_k(scores, k, points), label=f"top-{k} mean")
+        ax.plot(list(curve), [values[f"top{k}"] for values in curve.values()], label=f"top-{k} mean")
     ax.set_xlim(0, budget)
     ax.set_xlabel("oracle calls")
     ax.set_ylabel("score")

@@ -7,6 +7,9 @@ function so notebooks and benchmarks use it directly. Outputs in ``out_dir``:
 - ``top.parquet``: the best molecules (rank, smiles, inchikey, score, call)
 - ``metrics.json``: AUC top-1/10/100, top-k means, diversity, novelty, calls, wall time
 - ``optimization_curve.png``, ``top12.png``
+
+With a ``logger`` (``featurestore.tracking``), the curve (group ``curve``, step = calls) and
+the final metrics are logged too.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ import polars as pl
 
 from discovery.oracles import Oracle
 from discovery.optimization.budget import BudgetedOracle, BudgetExhausted
-from discovery.optimization.metrics import TOP_KS, auc_top_k, diversity, novelty, top_k_mean
+from discovery.optimization.metrics import TOP_KS, auc_top_k, diversity, novelty, running_curve, top_k_mean
 from discovery.optimization.plots import plot_curve, plot_top_grid
 from featurestore.io import write_json_atomic, write_parquet_atomic
+from featurestore.tracking import TrackingLogger, numbers
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +68,7 @@ def summarize(calls: pl.DataFrame, budget: int, pool_keys: set[str], freq: int =
 def run_optimization(
     oracle: Oracle, optimizer: Optimizer, pool: Sequence[str], out_dir: str | Path, *, budget: int = 10_000,
     seed: int = 0, pool_keys: set[str] | None = None, freq_log: int = 100, flush_every: int = 100,
-    top_n: int = 100,
+    top_n: int = 100, logger: TrackingLogger | None = None,
 ) -> dict[str, Any]:
     """Optimize ``oracle`` from ``pool`` within ``budget`` unique calls; write outputs; return metrics.
 
@@ -100,4 +104,8 @@ def run_optimization(
     write_json_atomic(out_dir / "metrics.json", metrics)
     plot_curve(calls, budget, out_dir / "optimization_curve.png", title=f"{optimizer.name} on {oracle.name}", freq=freq_log)
     plot_top_grid(top.head(12), out_dir / "top12.png")
+    if logger is not None:  # after the run, from the call log: a resumed run logs its whole curve
+        for step, values in running_curve(calls.sort("call").get_column("score").to_numpy(), freq_log).items():
+            logger.log_metrics(step, values, "curve")
+        logger.log_summary(numbers(metrics))
     return metrics
