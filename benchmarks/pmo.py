@@ -36,7 +36,7 @@ import polars as pl
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from discovery.optimization import GraphGA, SurrogateGA, run_optimization  # noqa: E402
+from discovery.optimization import GraphGA, Reinvent, SurrogateGA, run_optimization  # noqa: E402
 from discovery.oracles import PMO_COMPAT, PMO_TASKS, get_oracle  # noqa: E402
 from featurestore.datasets import load_dataset  # noqa: E402
 from featurestore.io import write_parquet_atomic  # noqa: E402
@@ -51,7 +51,7 @@ PUBLISHED: dict[str, tuple[float, float]] = {
     "scaffold_hop": (0.560, 0.518), "sitagliptin_mpo": (0.022, 0.433), "thiothixene_rediscovery": (0.534, 0.479),
     "troglitazone_rediscovery": (0.441, 0.390), "valsartan_smarts": (0.179, 0.000), "zaleplon_mpo": (0.358, 0.347),
 }
-OPTIMIZERS = {"graph_ga": GraphGA, "surrogate_ga": SurrogateGA}
+OPTIMIZERS = {"graph_ga": GraphGA, "surrogate_ga": SurrogateGA, "reinvent": Reinvent}
 
 
 def run_one(optimizer: str, task: str, seed: int, budget: int, out: Path) -> dict[str, Any]:
