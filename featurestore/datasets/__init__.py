@@ -370,6 +370,7 @@ _ALL: tuple[DatasetInfo, ...] = (
 from featurestore.datasets.usage import USAGE_DATASETS  # noqa: E402 (needs DatasetInfo)
 from featurestore.datasets.pubmed import PUBMED_DATASETS  # noqa: E402 (needs DatasetInfo)
 from featurestore.datasets.drug_content import DRUG_CONTENT_DATASETS  # noqa: E402 (needs DatasetInfo)
+from featurestore.datasets.clinical import CLINICAL_DATASETS  # noqa: E402 (needs DatasetInfo)
 
 def _moses_full(sample: DatasetInfo) -> DatasetInfo:
     """The whole MOSES training set: the sample's entry, another file, no precomputed keys."""
@@ -389,7 +390,7 @@ def _moses_full(sample: DatasetInfo) -> DatasetInfo:
 
 _ALL = (*_ALL, _moses_full(next(info for info in _ALL if info.name == "moses_sample")))
 DATASETS: dict[str, DatasetInfo] = {
-    info.name: info for info in (*_ALL, *USAGE_DATASETS, *PUBMED_DATASETS, *DRUG_CONTENT_DATASETS)
+    info.name: info for info in (*_ALL, *USAGE_DATASETS, *PUBMED_DATASETS, *DRUG_CONTENT_DATASETS, *CLINICAL_DATASETS)
 }
 
 

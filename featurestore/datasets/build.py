@@ -34,6 +34,7 @@ import polars as pl
 
 from featurestore.datasets import DATASETS, DatasetInfo, dataset_path, get_info, list_datasets
 from featurestore.datasets import data_dir as default_data_dir
+from featurestore.datasets.clinical import CLINICAL_BUILDERS
 from featurestore.datasets.drug_content import ALTIO, DEBIAN_PREFIX, DRUG_CONTENT_BUILDERS
 from featurestore.datasets.pubmed import PUBMED_BUILDERS
 from featurestore.datasets.usage import USAGE_BUILDERS
@@ -541,6 +542,7 @@ BUILDERS: dict[str, Callable[[DatasetInfo, PackageCache], tuple[pl.DataFrame, No
     **USAGE_BUILDERS,
     **PUBMED_BUILDERS,
     **DRUG_CONTENT_BUILDERS,
+    **CLINICAL_BUILDERS,
 }
 
 
