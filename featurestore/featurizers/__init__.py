@@ -14,6 +14,7 @@ from featurestore.featurizers.drug import (
     DRUG_VIEWS,
     DrugATCFeaturizer,
     DrugClassFeaturizer,
+    DrugSummaryFeaturizer,
     DrugTextFeaturizer,
     build_drug_views,
     drug_feature_table,
@@ -37,5 +38,5 @@ __all__ = [
     "ProteinTokenFeaturizer", "RDKit2DFeaturizer", "SmilesTokenFeaturizer", "StandardizeFeaturizer", "featurizer_class",
     "fingerprint_matrix", "graphs_from_frame", "register_entity", "register_featurizer", "tokenize_smiles",
     "DRUG_VIEWS", "DrugATCFeaturizer", "DrugClassFeaturizer", "DrugTextFeaturizer", "build_drug_views",
-    "drug_feature_table", "drug_features_with_stats",
+    "drug_feature_table", "drug_features_with_stats", "DrugSummaryFeaturizer",
 ]

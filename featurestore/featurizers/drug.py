@@ -9,6 +9,8 @@ give new views instead of mixing rows.
 - ``drug_classes``: multi-hot over FDA EPC / MoA classes (``"EPC: name"``, ``"MoA: name"``).
 - ``drug_text``: one text document per drug (name, synonyms, definition, roles, MeSH actions)
   for BM25 / TF-IDF fitted downstream.
+- ``drug_summary``: ``keywords`` (top TF-IDF terms of the drug's descriptive text against the
+  whole catalog) and a template ``summary`` sentence (classes, ATC, ChEBI definition and roles).
 
 Structure views come from the molecule store through the drug's SMILES and InChIKey
 (:func:`drug_feature_table`), so a recommender uses the same ECFP as the GNNs.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
 import time
 from abc import abstractmethod
 from collections.abc import Iterable, Sequence
@@ -204,6 +207,142 @@ class DrugTextFeaturizer(DrugAnnotationFeaturizer):
             text = "; ".join(value) if isinstance(value, list) else value
             lines.append(text if field == "name" else f"{_TEXT_LABELS[field]}: {text}")
         return {"text": "\n".join(lines)}
+
+
+# Boilerplate of ChEBI definitions and ATC names: frequent words that say nothing about a drug.
+_KEYWORD_STOP_WORDS = frozenset({
+    "acid", "agent", "agents", "attached", "based", "bearing", "carrying", "class", "combination", "combinations",
+    "compound", "consisting", "containing", "contains", "derivative", "derivatives", "drug", "drugs", "excl", "form",
+    "formula", "group", "groups", "having", "member", "obtained", "other", "plain", "position", "positions",
+    "preparations", "products", "related", "replaced", "respectively", "resulting", "role", "structure",
+    "substituent", "substituted", "use", "used", "various",
+})
+_KEYWORD_WORD = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+_LOCANT = re.compile(r"[a-z]\d+|.*-\d+(-.*)?")  # "c17", "amino-2": positions in a structure, not keywords
+_PHRASE_BREAK = re.compile(r"[\n;,.:()\[\]]")
+_SENTENCE_END = re.compile(r"(?<=[a-z0-9)\]])\. (?=[A-Z])")
+
+
+def _keyword_terms(document: str) -> list[str]:
+    """Words and two-word phrases of a document; phrases never cross a field or punctuation break."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    terms = []
+    for phrase in _PHRASE_BREAK.split(document.lower()):
+        words = [w for w in _KEYWORD_WORD.findall(phrase) if len(w) > 2 and w not in ENGLISH_STOP_WORDS
+                 and w not in _KEYWORD_STOP_WORDS and not _LOCANT.fullmatch(w)]
+        terms += words + [f"{a} {b}" for a, b in zip(words, words[1:])]
+    return terms
+
+
+def _distinct_terms(ranked: Iterable[str], n: int) -> list[str]:
+    """The first ``n`` terms that repeat no word, and no hyphen part or plural, of a term already chosen."""
+    words: set[str] = set()
+    parts: set[str] = set()
+    chosen = []
+    for term in ranked:
+        term_words = set(term.split())
+        term_parts = {p.removesuffix("s") for p in re.split(r"[ -]", term)}
+        if term_words & words or term_parts <= parts:
+            continue
+        chosen.append(term)
+        words |= term_words
+        parts |= term_parts
+        if len(chosen) == n:
+            break
+    return chosen
+
+
+@register_featurizer
+class DrugSummaryFeaturizer(DrugAnnotationFeaturizer):
+    """Keywords and a one- or two-sentence summary of a drug, generated from its annotation fields.
+
+    ``keywords``: the ``n_keywords`` highest TF-IDF terms (words and two-word phrases,
+    fitted on every catalog drug's document, terms in at least 2 drugs, sublinear tf,
+    ties by term) of the drug's descriptive text: ChEBI definition and roles, MeSH
+    actions, FDA EPC / MoA classes and the names of its own ATC classes. Names and
+    synonyms are left out: a brand name is unique to its drug, so TF-IDF would rank it
+    first, yet it tells nothing a similar drug could share. A term repeating a word of
+    a better one is skipped.
+
+    ``summary`` (template, extractive): "Atorvastatin — HMG-CoA Reductase Inhibitor [EPC];
+    Hydroxymethylglutaryl-CoA Reductase Inhibitors [MoA] (ATC C10AA HMG CoA reductase
+    inhibitors). ChEBI: <first sentence of the definition>; roles: <up to 3>." Null when
+    the drug has none of these fields. The ATC classes are the drug's own: level-4 codes
+    of the WHO level-5 entries named like the drug (atorvastatin: C10AA, not the
+    combination classes C10BA / C10BX it is also listed in); failing that, its level-4
+    codes whose names do not say "combination" (or, when all do, every level-4 code).
+
+    With the shipped data, 2,531 of the 2,845 catalog drugs get a summary (the others have
+    a name and synonyms only) and 2,223 get at least 3 keywords (2,514 at least one).
+    """
+
+    name = "drug_summary"
+    datasets = ("drug_annotations", "atc_index")
+
+    def __init__(self, n_keywords: int = 8, data: str | None = None) -> None:
+        if n_keywords < 1:
+            raise ValueError(f"drug_summary: n_keywords must be >= 1, got {n_keywords}")
+        super().__init__(data=data, n_keywords=int(n_keywords))
+        self.n_keywords = int(n_keywords)
+
+    def schema(self) -> dict[str, pl.DataType]:
+        return {"keywords": pl.List(pl.String), "summary": pl.String}
+
+    @cached_property
+    def atc_index(self) -> tuple[dict[str, str], dict[str, set[str]]]:
+        """ATC code -> name, and lower-cased level-5 substance name -> its level-4 codes."""
+        index = self.frames["atc_index"]
+        substances: dict[str, set[str]] = {}
+        for code, name in index.filter(pl.col("level") == 5).select("code", "name").iter_rows():
+            substances.setdefault(name.lower(), set()).add(code[:5])
+        return dict(index.select("code", "name").iter_rows()), substances
+
+    def own_atc(self, row: dict[str, Any]) -> list[str]:
+        """The drug's own level-4 ATC codes (see the class docstring), sorted."""
+        names, substances = self.atc_index
+        level4 = [code for code in row["atc_codes"] if len(code) == 5]
+        own = {c for name in [row["name"].lower(), *row["synonyms"]] for c in substances.get(name, ()) if c in level4}
+        return sorted(own) or [c for c in level4 if "combination" not in names.get(c, "").lower()] or level4
+
+    def document(self, row: dict[str, Any]) -> str:
+        """The drug's descriptive text, one field entry a line (the keyword corpus document)."""
+        names = self.atc_index[0]
+        classes = sorted({code[:n] for code in self.own_atc(row) for n in (3, 4, 5)})
+        return "\n".join([row["definition"] or "", *row["chebi_roles"], *row["mesh_actions"], *row["epc_classes"],
+                          *row["moa_classes"], *(names.get(code, "") for code in classes)])
+
+    @cached_property
+    def keyword_table(self) -> dict[str, list[str]]:
+        """drug_id -> keywords, from one TF-IDF fit over every annotated drug."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        ids = list(self.rows)
+        vectorizer = TfidfVectorizer(analyzer=_keyword_terms, min_df=2, sublinear_tf=True)
+        matrix = vectorizer.fit_transform([self.document(self.rows[i]) for i in ids]).tocsr()
+        terms = vectorizer.get_feature_names_out()
+        table = {}
+        for position, drug_id in enumerate(ids):
+            row = matrix[position]
+            order = np.lexsort((terms[row.indices], -row.data))  # by weight, then term: deterministic
+            table[drug_id] = _distinct_terms(terms[row.indices[order]].tolist(), self.n_keywords)
+        return table
+
+    def summary(self, row: dict[str, Any]) -> str | None:
+        """The template summary of one annotation row (None when it has nothing but a name)."""
+        names = self.atc_index[0]
+        classes = [f"{c} [EPC]" for c in row["epc_classes"][:2]] + [f"{c} [MoA]" for c in row["moa_classes"][:2]]
+        atc = ", ".join(f"{code} {names[code]}" if code in names else code for code in self.own_atc(row)[:3])
+        definition = _SENTENCE_END.split(row["definition"] or "")[0].strip().rstrip(".")
+        if not (classes or atc or definition or row["chebi_roles"]):
+            return None
+        first = row["name"] + (" — " + "; ".join(classes) if classes else "") + (f" (ATC {atc})" if atc else "")
+        chebi = "; ".join(filter(None, [definition, "roles: " + ", ".join(row["chebi_roles"][:3])
+                                        if row["chebi_roles"] else ""]))
+        return f"{first}." + (f" ChEBI: {chebi}." if chebi else "")
+
+    def features(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {"keywords": self.keyword_table[row["drug_id"]], "summary": self.summary(row)}
 
 
 def drug_features_with_stats(

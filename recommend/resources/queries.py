@@ -7,11 +7,17 @@ is the query and the synonyms and definition its weighted context
 ``drug_id, name, synonyms, definition``; every MeSH column of the catalogs
 (``mesh_ids``, ``mesh_tree_numbers``, ``mesh_actions``) is dropped before any query is
 built, so MeSH, the evaluation's relevance labels, cannot leak into a query.
+
+A patient's query is their ingredients and conditions: drug names given as clinical drug
+concepts ("Acetaminophen 325 MG Oral Tablet") lose strengths, units, dose forms, pack
+counts and brand names first (:func:`ingredient_names`), so BM25 matches the ingredient,
+not "mg" and "tablet".
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -20,6 +26,20 @@ from featurestore.datasets import dataset_path, load_dataset
 
 QUERY_FIELDS = ("name", "synonyms", "definition")
 TEXT_COLUMNS = ("drug_id", "name", "synonyms", "definition")
+# RxNorm clinical drug names: "[ingredient strength] / ... dose form", quantities in front
+# ("1 ML", "12 HR"), packs "{28 (... Oral Tablet) } Pack [Brand]", names cut at 255 characters.
+_BRAND = re.compile(r"\[[^\]]*(\]|$)")
+_APPLICATION = re.compile(r"\bNDA\d+\b")
+_PACK_COUNT = re.compile(r"\b\d+\s*\(")
+_STRENGTH = re.compile(r"\b\d+(\.\d+)?\s*(MG|MCG|ML|HR|ACTUAT|DAY|UNT|MEQ|%)(/(MG|ML|HR|ACTUAT|DAY))?(?![a-z])",
+                       re.IGNORECASE)
+DOSE_FORM_WORDS = frozenset(
+    "auto-injector buccal capsule cartridge chewable coated cream delayed disintegrating dose drops drug dry "
+    "elixir emulsion enteric extended film foam gel granules implant inhalant inhaler injectable injection injector "
+    "intrauterine jelly kit lotion lozenge medicated metered mucosal nasal ointment ophthalmic oral otic pack "
+    "paste patch pen powder prefilled rectal release ring shampoo solution spray sublingual suppository suspension "
+    "syringe syrup system tab tablet topical transdermal vaginal wafer".split())
+"""Dose-form words stripped from the end of each ingredient part of a drug concept name."""
 
 
 def drug_texts(annotations: str | Path | None = None, drugs: str | Path | None = None) -> tuple[pl.DataFrame, str]:
@@ -81,9 +101,35 @@ def find_drug(drugs: pl.DataFrame, key: str) -> dict:
     return match.row(0, named=True)
 
 
+def ingredient_names(drug_name: str) -> list[str]:
+    """The ingredient names in a drug concept name (each once), without strengths, units, dose forms, packs or brands.
+
+    "Acetaminophen 325 MG / Hydrocodone Bitartrate 7.5 MG Oral Tablet" -> ["Acetaminophen",
+    "Hydrocodone Bitartrate"]; a plain ingredient name comes back as it is.
+    """
+    text = _STRENGTH.sub(" ", _PACK_COUNT.sub(" ", _APPLICATION.sub(" ", _BRAND.sub(" ", drug_name))))
+    names = []
+    for part in re.sub(r"[{}()]", " ", text).split("/"):
+        words = part.split()
+        while words and words[-1].lower() in DOSE_FORM_WORDS:
+            words.pop()
+        name = " ".join(words).strip(" ,")
+        if name and name.lower() != "inert ingredients":  # placebo tablets of a pack
+            names.append(name)
+    return _distinct(names)
+
+
+def _distinct(texts: Iterable[str]) -> list[str]:
+    """Texts in first-seen order, case-insensitive duplicates left out."""
+    first: dict[str, str] = {}
+    for text in texts:
+        first.setdefault(text.lower(), text)
+    return list(first.values())
+
+
 def patient_query(drug_names: Sequence[str], condition_names: Sequence[str]) -> str:
-    """A patient's query: their drug names and condition names."""
-    return " ".join([*drug_names, *condition_names])
+    """A patient's query: the ingredients of their drugs (:func:`ingredient_names`) and their conditions, each once."""
+    return " ".join(_distinct([*(i for name in drug_names for i in ingredient_names(name)), *condition_names]))
 
 
 def eunomia_patient(person_id: int) -> tuple[list[str], list[str]]:
