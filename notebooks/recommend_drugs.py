@@ -3,8 +3,8 @@
 #
 # Simulate a small **synthetic** OMOP cohort from the real drug catalog, fit ALS and EASE on a
 # global time split, look at one patient's history beside their recommendations with the
-# explanations, then ask the content model for "drugs like atorvastatin" with its reasons.
-# The same functions as `python -m recommend.simulate` and `python -m recommend.run`; a real
+# explanations, then ask the content model for "drugs like atorvastatin" with its reasons, summaries and
+# keywords. The same functions as `python -m recommend.simulate` and `python -m recommend.run`; a real
 # OMOP `DRUG_EXPOSURE` table drops in through `usage=omop`. Percent-format script (jupytext).
 
 # %%
@@ -77,6 +77,8 @@ print(recommendations.filter(pl.col("person_id") == person).select("rank", "drug
 
 # %% [markdown]
 # ## Content-based: drugs like atorvastatin, and why
+# Each drug's generated summary and keywords come from the feature store's `drug_summary` view;
+# `shared_keywords` are the keywords a neighbour shares with atorvastatin.
 
 # %%
 run("content")
@@ -85,13 +87,17 @@ from recommend.models import load_model  # noqa: E402
 model = load_model(work / "content" / "model")
 items = pl.read_parquet(work / "content" / "items.parquet")
 atorvastatin = items.filter(pl.col("name") == "Atorvastatin")["column"].item()
+print(model.descriptions([items["item"][atorvastatin]]).row(0, named=True))
 ids, scores = model.similar_items([atorvastatin], N=5)
-names = items["name"].to_list()
-for other, score in zip(ids[0], scores[0]):
-    print(f"{names[other]:20s} {score:.3f}")
+neighbours = model.descriptions(items["item"][ids[0]].to_list()).with_columns(
+    name=items["name"][ids[0]], score=pl.Series(scores[0]),
+    shared_keywords=pl.Series([model.why_similar(atorvastatin, int(other))["shared_keywords"] for other in ids[0]]))
+with pl.Config(fmt_str_lengths=120, tbl_width_chars=200):
+    print(neighbours.select("name", "score", "shared_keywords", "summary"))
 reasons = model.why_similar(atorvastatin, int(ids[0][0]))
 print(reasons)
 assert reasons["atc"]["code"] == "C10AA"  # statins: HMG CoA reductase inhibitors
+assert "reductase" in reasons["shared_keywords"]
 
 # %% [markdown]
 # ## Cold start: hold out every interaction of 20 % of the drugs

@@ -20,8 +20,9 @@ from typing import Any
 
 import polars as pl
 
-from featurestore.datasets import dataset_path
+from featurestore.datasets import dataset_path, load_dataset
 from featurestore.io import require_columns
+from recommend.mapping import NDC_SEPARATOR
 
 DATE_FIELDS = ("start", "end")
 NUMBER_FIELDS = ("days_supply", "quantity")
@@ -41,6 +42,7 @@ MIMIC_PRESCRIPTIONS = {
 # The weight column is optional (absent from many exports): map it with columns={"quantity": "weight"}.
 GENERIC = {"person_id": "user", "item": "item", "start": "timestamp"}
 BAD_ROW_EXAMPLES = 20
+_NDC_ITEM = "_ndc_item"  # the "NDC|drug" item column built for NDC-first mapping
 
 
 @dataclass
@@ -234,18 +236,33 @@ def read_omop_conditions(path: str | Path, date_format: str | None = None) -> tu
 
 
 def read_mimic_prescriptions(
-    path: str | Path, columns: Mapping[str, str | None] | None = None, date_format: str | None = None
+    path: str | Path, columns: Mapping[str, str | None] | None = None, date_format: str | None = None,
+    ndc: str | None = None,
 ) -> Usage:
     """MIMIC-IV ``hosp/prescriptions`` (items: the free-text ``drug`` name by default).
 
-    ``dose_val_rx`` is a per-dose amount written as text ("1-2", "0.5"), not a dispensed
-    quantity, so it is not read unless mapped to ``quantity`` explicitly.
+    ``ndc`` names the NDC column: items become ``NDC|drug`` (item kind ``ndc``), mapped through
+    the FDA NDC directory (dataset ``ndc_ingredients``, put in the vocabulary) first and by the
+    drug text when the NDC is missing (MIMIC writes 0), unknown or has no catalog substance. A
+    row lacks its item only when both are empty. ``dose_val_rx`` is a per-dose amount written as
+    text ("1-2", "0.5"), not a dispensed quantity, so it is not read unless mapped to ``quantity``.
     """
     path = Path(path)
-    events, report = validate_events(
-        scan_table(path), {**MIMIC_PRESCRIPTIONS, **(columns or {})}, str(path), date_format, integer_ids=True
-    )
-    return Usage(events, "name", report, files=[path])
+    spec, lf = {**MIMIC_PRESCRIPTIONS, **(columns or {})}, scan_table(path)
+    if ndc:
+        available = lf.collect_schema().names()
+        missing = [f"{c} (for {field})" for field, c in (("ndc", ndc), ("item", spec["item"])) if c not in available]
+        if missing:
+            raise KeyError(f"{path}: missing column(s) {', '.join(missing)}; available: {available}")
+        parts = [pl.col(c).cast(pl.String).str.strip_chars().fill_null("") for c in (ndc, spec["item"])]
+        item = pl.when((parts[0] == "") & (parts[1] == "")).then(None).otherwise(
+            pl.concat_str([parts[0], pl.lit(NDC_SEPARATOR), parts[1]]))
+        lf, spec = lf.with_columns(item.alias(_NDC_ITEM)), {**spec, "item": _NDC_ITEM}
+    events, report = validate_events(lf, spec, str(path), date_format, integer_ids=True)
+    if not ndc:
+        return Usage(events, "name", report, files=[path])
+    return Usage(events, "ndc", report, {"ndc": load_dataset("ndc_ingredients")},
+                 [path, dataset_path("ndc_ingredients")])
 
 
 def read_generic(
@@ -275,7 +292,7 @@ def load_usage(spec: Mapping[str, Any]) -> Usage:
                          date_format, spec.get("item_kind", "omop_concept"))
     file = resolve_path(spec.get("path"), spec.get("dataset"))
     if fmt == "mimic":
-        return read_mimic_prescriptions(file, columns, date_format)
+        return read_mimic_prescriptions(file, columns, date_format, spec.get("ndc"))
     if fmt == "table":
         return read_generic(file, columns, spec.get("item_kind", "drug_id"), date_format)
     raise ValueError(f"unknown usage format {fmt!r}: use omop, mimic or table")

@@ -13,6 +13,11 @@ norethisterone), a unique catalog name that extends the text ("medroxyprogestero
 "medroxyprogesterone acetate"). Free text (MIMIC ``drug``, clinical drug concept names)
 is split into ingredients on " / " and each part is also searched for the longest
 word n-gram that names a drug ("Sodium Chloride 0.9% Flush" → sodium chloride).
+
+NDC items (MIMIC-IV ``ndc`` with the ``drug`` text, as ``NDC|drug``) map through the FDA NDC
+directory (dataset ``ndc_ingredients``: package NDC → substances → catalog drugs; a substance
+it left unmatched is tried with :meth:`DrugCatalog.match_name`) and fall back to the drug text
+when the NDC is missing, unknown or has no catalog substance; the ``method`` says which.
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ from typing import Any
 
 import polars as pl
 
+from featurestore.datasets import load_dataset
+from featurestore.datasets.clinical import normalize_ndc
+from featurestore.datasets.drug_content import SALT_WORDS
+
 # ATC level -> code length in characters (A, A01, A01A, A01AB).
 ATC_LENGTH = {"atc1": 1, "atc2": 3, "atc3": 4, "atc4": 5}
 GRANULARITIES = ("ingredient", *ATC_LENGTH)
@@ -36,6 +45,7 @@ DEFAULT_ALIASES = {
 }
 MAX_NGRAM = 5
 TOP_UNMAPPED = 20
+NDC_SEPARATOR = "|"  # NDC items are "NDC|drug text"; an NDC holds digits and dashes only
 _SQUASH = re.compile(r"[\s\-]+")
 _WORD = re.compile(r"[a-z][a-z0-9\-']*")
 
@@ -210,6 +220,7 @@ def _resolve(codes: list[str], kind: str, catalog: DrugCatalog, vocabulary: Mapp
     """One row per code: name, drug_ids, method, unmatched parts, reason."""
     rows = []
     omop = _omop_texts(codes, vocabulary) if kind == "omop_concept" else {}
+    directory = _ndc_directory(codes, vocabulary.get("ndc")) if kind == "ndc" else {}
     for code in codes:
         name = code
         if kind == "drug_id":
@@ -223,10 +234,64 @@ def _resolve(codes: list[str], kind: str, catalog: DrugCatalog, vocabulary: Mapp
             else:
                 name, ingredients = omop[code]
                 match = _match_ingredients(catalog, ingredients) if ingredients else catalog.match_text(name)
+        elif kind == "ndc":
+            name, match = _match_ndc(code, catalog, directory)
         else:
             raise ValueError(f"unknown item kind {kind!r}")
         rows.append({"code": code, "name": name, "match": match})
     return rows
+
+
+def _ndc_directory(codes: list[str], table: pl.DataFrame | None) -> dict[str, tuple[list[str], list[str | None]]]:
+    """Normalized NDC -> (substances, catalog drug_ids or None) for the NDCs among ``NDC|drug`` codes."""
+    wanted = {ndc for code in codes if (ndc := normalize_ndc(code.partition(NDC_SEPARATOR)[0]))}
+    table = load_dataset("ndc_ingredients") if table is None else table
+    rows = table.filter(pl.col("ndc").is_in(sorted(wanted))).select("ndc", "substances", "drug_ids")
+    return {ndc: (substances, drug_ids) for ndc, substances, drug_ids in rows.iter_rows()}
+
+
+def _substance_drug(substance: str, catalog: DrugCatalog) -> str | None:
+    """The catalog drug of an FDA substance name the directory left unmatched, by the catalog's aliases
+    and extensions, with and without trailing salt words (ALENDRONATE SODIUM -> alendronic acid)."""
+    words = substance.lower().split()
+    while words:
+        match = catalog.match_name(" ".join(words))
+        if match.drug_ids:
+            return match.drug_ids[0]
+        if words[-1] not in SALT_WORDS:
+            return None
+        words = words[:-1]
+    return None
+
+
+def _match_ndc(
+    code: str, catalog: DrugCatalog, directory: Mapping[str, tuple[list[str], list[str | None]]]
+) -> tuple[str, Match]:
+    """(drug text, match) of an ``NDC|drug`` code: by the NDC's substances, else by the drug text.
+
+    Methods: ``ndc``, or ``name after <no NDC | malformed NDC | unknown NDC | NDC without catalog
+    substance>: <name method>``; an unmapped code's reason gives both failures.
+    """
+    raw, _, text = code.partition(NDC_SEPARATOR)
+    ndc = normalize_ndc(raw)
+    if ndc is None:
+        category = "no NDC" if not raw.strip().strip("0") else "malformed NDC"
+        why = category if category == "no NDC" else f"malformed NDC {raw!r}"
+    elif ndc not in directory:
+        category, why = "unknown NDC", f"NDC {ndc} not in the FDA NDC directory"
+    else:
+        substances, drug_ids = directory[ndc]
+        found = [d if d in catalog.ids else _substance_drug(s, catalog) for s, d in zip(substances, drug_ids, strict=True)]
+        ids = tuple(dict.fromkeys(d for d in found if d is not None))
+        if ids:
+            unmatched = tuple(s.lower() for s, d in zip(substances, found, strict=True) if d is None)
+            return text, Match(ids, "ndc", unmatched)
+        category = "NDC without catalog substance"
+        why = f"NDC {ndc} substances not in catalog ({', '.join(substances).lower()})"
+    match = catalog.match_text(text) if text.strip() else Match((), None, reason="no drug text")
+    if match.drug_ids:
+        return text, Match(match.drug_ids, f"name after {category}: {match.method}", match.unmatched)
+    return text, Match((), None, match.unmatched, f"{why}; drug text: {match.reason}")
 
 
 def _match_ingredients(catalog: DrugCatalog, ingredients: list[str]) -> Match:

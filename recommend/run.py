@@ -5,10 +5,11 @@ catalog items, splits them in time (``usage_split=``), fits the model
 (``recommender=``) on each fold's history and evaluates it on the whole catalog
 (``evaluate=``). Writes into the Hydra run directory: ``metrics.json`` (per fold, task
 and K), ``recommendations.parquet`` (top-K per patient at the test prediction time,
-with explanations), ``histories.parquet`` (each patient's past drugs at that time),
-``report.json`` (ingest, mapping and split report),
+with explanations; content and hybrid models add each drug's summary and keywords),
+``histories.parquet`` (each patient's past drugs at that time), ``report.json`` (ingest, mapping and split report),
 ``ingest_errors.parquet`` (every dropped row and why), ``model.npz`` + ``model.json``,
-``users.parquet`` / ``items.parquet`` (the matrix id maps), ``run.json``, and for content and
+``users.parquet`` / ``items.parquet`` (the matrix id maps), ``run.json``, the logger's per-fold
+metrics and params (``logger=csv``: ``metrics_log.csv``; ``logger=mlflow``: ``mlflow.db``), and for content and
 hybrid models ``neighbourhood.png`` (structures of the most used drug's nearest drugs).
 Returns the objective (validation NDCG@10 on new drugs by default) for sweeps.
 
@@ -35,12 +36,15 @@ from omegaconf import DictConfig, OmegaConf
 from featurestore.datasets import dataset_path, load_dataset
 from featurestore.io import write_json_atomic, write_parquet_atomic
 from featurestore.provenance import seed_everything, write_run_record
+from featurestore.runs import flatten
+from featurestore.tracking import numbers, start_logger
 from recommend.evaluate import evaluate_fold, pair_matrix
 from recommend.ingest import load_usage
 from recommend.interactions import Interactions, Weighting, build_interactions
 from recommend.mapping import DrugCatalog, map_events
 from recommend.models import FitContext, Recommender, build_model
 from recommend.plots import content_of, write_neighbourhood
+from recommend.safety import InteractionSpec, screen_fold
 from recommend.splits import Fold, excluded_items, make_split
 
 
@@ -78,6 +82,22 @@ def recommendation_table(
     ).sort("person_id", "rank")
 
 
+def with_descriptions(table: pl.DataFrame, model: Recommender) -> pl.DataFrame:
+    """Content and hybrid models: each recommended drug's ``summary`` and ``keywords`` (``drug_summary`` view)
+    and ``shared_keywords``, those of its keywords that the past drugs in its explanation also have.
+
+    Other models, and content models without keywords (ATC classes, own annotations), get the table back as is.
+    """
+    content = content_of(model)
+    if content is None or "summary_keywords" not in content.features:
+        return table
+    by_name = {name: set(content.item_keywords(i)) for i, name in enumerate(content.features["names"])}
+    described = table.join(content.descriptions(table["drug_id"].unique().sort()), on="drug_id", how="left")
+    shared = [[k for k in (keywords or []) if any(k in by_name.get(name, ()) for name in because)]
+              for keywords, because in described.select("keywords", "explanation").iter_rows()]
+    return described.with_columns(shared_keywords=pl.Series(shared, dtype=pl.List(pl.String)))
+
+
 def history_table(fold: Fold, items: pl.DataFrame) -> pl.DataFrame:
     """Each patient's past drugs at the fold's prediction time: person_id, drug_id, drug_name, first, last, events."""
     return (
@@ -103,11 +123,14 @@ def split_events(events: pl.DataFrame, spec: dict[str, Any], report_path: Path) 
 
 def fit_fold(
     recommender: Mapping[str, Any], fold: Fold, items: pl.DataFrame, users: pl.Series, weighting: Weighting,
-    progress: bool = False,
+    progress: bool = False, split: Mapping[str, Any] | None = None,
 ) -> tuple[Recommender, Interactions, float]:
-    """Build the fold's history matrix and fit a model on it: ``(model, train, fit seconds)``."""
+    """Build the fold's history matrix and fit a model on it: ``(model, train, fit seconds)``.
+
+    ``split`` (the run's ``usage_split`` spec) lets self-tuning models (hybrid) mirror it inside the history.
+    """
     train = build_interactions(fold.history, users, items["item"], weighting, progress=progress)
-    model = build_model(recommender).with_context(FitContext(items, users, fold.history))
+    model = build_model(recommender).with_context(FitContext(items, users, fold.history, split, weighting))
     start = time.perf_counter()
     model.fit(train.matrix)
     return model, train, time.perf_counter() - start
@@ -130,19 +153,27 @@ def run_recommend(cfg: DictConfig, out_dir: Path, label: str | None = None) -> d
     users = events["person_id"].unique().sort()
     weighting = Weighting(**OmegaConf.to_container(cfg.weighting, resolve=True))
     tasks = OmegaConf.to_container(cfg.evaluate.tasks, resolve=True)
+    split = OmegaConf.to_container(cfg.usage_split, resolve=True)
     recommender = OmegaConf.to_container(cfg.recommender, resolve=True)
     metrics: dict[str, Any] = {"label": label or recommender["name"], "recommender": recommender}
-    for name, fold in folds.items():
-        model, train, fit_seconds = fit_fold(recommender, fold, items, users, weighting, cfg.progress)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    logger = start_logger(cfg.logger, out_dir, "recommend.run", config)  # params: the model's and the trial's
+    for step, (name, fold) in enumerate(folds.items()):
+        model, train, fit_seconds = fit_fold(recommender, fold, items, users, weighting, cfg.progress, split)
         results = evaluate_fold(model, train, fold, tasks, list(cfg.evaluate.ks), cfg.evaluate.mrr_depth)
         metrics[name] = {"fit_seconds": round(fit_seconds, 4), "split": fold.info, "tasks": results}
+        logger.log_metrics(step, {"fit_seconds": fit_seconds, **numbers(flatten(results))}, name)
     # The last fold is the test fold: its model and matrix serve the saved outputs.
     model.save(out_dir / "model")
     if content_of(model) is not None:
         write_neighbourhood(model, train.matrix, out_dir / "neighbourhood.png")
     write_parquet_atomic(pl.DataFrame({"row": np.arange(users.len()), "person_id": users}), out_dir / "users.parquet")
     write_parquet_atomic(items.with_row_index("column"), out_dir / "items.parquet")
-    table = recommendation_table(model, train, fold, items, cfg.output.top_k, cfg.output.exclude, cfg.output.explain)
+    screen = InteractionSpec.from_config(cfg.get("interactions"))  # interaction screen; remove ranks deeper to backfill
+    table = recommendation_table(model, train, fold, items, screen.depth(cfg.output.top_k), cfg.output.exclude,
+                                 cfg.output.explain)
+    table, report["interactions"] = screen_fold(table, fold, screen, cfg.output.top_k, granularity, catalog.ids, out_dir)
+    table = with_descriptions(table, model)
     write_parquet_atomic(table, out_dir / "recommendations.parquet")
     write_parquet_atomic(history_table(fold, items), out_dir / "histories.parquet")
     write_parquet_atomic(usage.report.bad_rows, out_dir / "ingest_errors.parquet")
@@ -150,11 +181,12 @@ def run_recommend(cfg: DictConfig, out_dir: Path, label: str | None = None) -> d
     value = metrics[objective.fold]["tasks"][objective.task].get(objective.metric)
     metrics["objective"] = {**OmegaConf.to_container(objective), "value": value}
     write_json_atomic(out_dir / "metrics.json", metrics)
+    logger.log_summary(numbers({"objective": value}))
+    logger.close()
     report |= {"matrix": {"patients": users.len(), "items": items.height, "weighting": weighting.__dict__},
                "split": {name: fold.info for name, fold in folds.items()}}
     write_json_atomic(out_dir / "report.json", report)
-    write_run_record(out_dir, OmegaConf.to_container(cfg, resolve=True), cfg.seed,
-                     [*usage.files, dataset_path("drugs")])
+    write_run_record(out_dir, config, cfg.seed, [*usage.files, dataset_path("drugs")])
     return {"metrics": metrics, "objective": value, "report": report}
 
 

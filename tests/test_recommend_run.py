@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 
 import recommend  # noqa: F401
 from featurestore.report import render_report
+from featurestore.runs import collect_runs
 from recommend.run import run_recommend
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,7 +47,7 @@ def test_multirun_on_eunomia_beats_random_and_writes_outputs(tmp_path):
     assert report["mapping"]["codes_mapped"] == 101 and report["ingest"]["dropped"] == {"duplicate_row": 29}
     recs = pl.read_parquet(runs["ease"] / "recommendations.parquet")
     assert recs.columns == ["person_id", "rank", "drug_id", "drug_name", "atc_code", "score", "explanation",
-                            "contribution"]
+                            "contribution", "interaction_severity", "interacts_with", "interaction_mechanism"]
     assert recs.group_by("person_id").len()["len"].max() == 10
     aspirin = recs.filter(pl.col("drug_id") == "DB00945").row(0, named=True)
     assert aspirin["drug_name"] == "Acetylsalicylic acid" and "B01AC" in aspirin["atc_code"]
@@ -96,6 +97,61 @@ def test_run_on_omop_files_in_process(tmp_path):
     assert histories.select("person_id", "drug_id", "events").rows() == [(1, "DB00945", 1), (2, "DB00945", 1)]
     page = render_report(tmp_path).read_text()  # the patient's history beside their recommendations
     assert "person_id 1: histories beside recommendations" in page and "Acetylsalicylic acid" in page
+    log = pl.read_csv(tmp_path / "metrics_log.csv")  # logger=csv, the default: one row per fold
+    assert log.columns[:6] == ["group", "step", "fit_seconds", "all.patients", "new.patients", "visit.patients"]
+    assert log.select("group", "step", "all.patients", "all.recall@2").rows() == [("validation", 0, 0, None),
+                                                                                 ("test", 1, 2, 0.0)]
+    logged = log.row(1, named=True)
+    assert {name: logged[f"all.{name}"] for name in test} == test and logged["visit.jaccard"] == 0.0
+    runs = collect_runs(tmp_path)  # the run as one row of the runs table: config and metrics columns
+    assert runs.select("config.recommender.name", "config.logger._target_", "metrics.test.tasks.all.patients",
+                       "metrics.objective.value").row(0) == ("popularity", "featurestore.tracking.CSVLogger", 2, 0.0)
+
+
+def test_mlflow_logger_records_each_fold_params_and_the_objective(tmp_path, mlflow_db):
+    from mlflow.tracking import MlflowClient
+
+    mlflow_db(tmp_path)
+    result = run_recommend(tiny_omop_config("recommender=popularity", "logger=mlflow"), tmp_path)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("recommend.run").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["recommender.name"] == "popularity" and run.data.params["usage_split.name"] == "leave_last"
+    test = result["metrics"]["test"]["tasks"]
+    assert run.data.metrics["test/all.mrr"] == pytest.approx(test["all"]["mrr"]) and test["all"]["mrr"] > 0
+    assert run.data.metrics["test/visit.recall_at_2"] == test["visit"]["recall@2"]
+    assert run.data.metrics["objective"] == result["objective"]
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "validation/all.patients")] == [
+        (0, 0.0)]
+    assert "validation/all.recall_at_2" not in run.data.metrics  # no validation patient: nothing to score
+
+
+@pytest.mark.slow
+def test_hparams_search_logs_every_trial_params_and_objective_in_one_mlflow_store(tmp_path, mlflow_db):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    from mlflow.tracking import MlflowClient
+
+    store, sweep = mlflow_db(tmp_path), tmp_path / "sweep"
+    tiny = [f"usage.tables.{table}.path={DATA / f'omop_{table}.csv'}" for table in
+            ("drug_exposure", "concept", "concept_ancestor")]
+    result = subprocess.run(
+        [sys.executable, "-m", "recommend.run", "+hparams_search=recommend_ease", "hydra.sweeper.n_trials=2",
+         "usage=omop", *tiny, "usage_split=leave_last", "evaluate.ks=[1,2]", "objective.fold=test",
+         "objective.task=all", "objective.metric=mrr", "logger=mlflow", f"logger.tracking_uri=sqlite:///{store}",
+         f"hydra.sweep.dir={sweep}"],
+        cwd=REPO, capture_output=True, text=True, timeout=400,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(tracking_uri=f"sqlite:///{store}")
+    runs = client.search_runs([client.get_experiment_by_name("recommend.run").experiment_id])
+    logged = {run.info.run_name: run for run in runs}
+    assert sorted(logged) == ["0_omop_ease", "1_omop_ease"]
+    for name, run in logged.items():  # each trial: its sampled params and the value optuna maximized
+        config = json.loads((sweep / name / "run.json").read_text())["config"]
+        assert run.data.params["recommender.l2"] == str(config["recommender"]["l2"])
+        assert run.data.params["weighting.scheme"] == config["weighting"]["scheme"]
+        objective = json.loads((sweep / name / "metrics.json").read_text())["objective"]["value"]
+        assert run.data.metrics["objective"] == objective == run.data.metrics["test/all.mrr"]
 
 
 def test_split_failure_on_tiny_csv_still_writes_the_ingest_report(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,6 +21,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from featurestore.io import atomic_path, write_json_atomic
+from recommend.interactions import Weighting
 
 FORMAT_VERSION = 1
 MODELS: dict[str, type[Recommender]] = {}
@@ -52,12 +54,16 @@ class FitContext:
 
     ``items``: one row per matrix column (item, name, atc, ...); ``users``: person_id per
     matrix row; ``events``: the time-ordered usage events behind the matrix (person_id,
-    item, start, ...; the fold's history only, so nothing from the future).
+    item, start, ...; the fold's history only, so nothing from the future); ``split``: the
+    run's ``usage_split`` spec and ``weighting``: how the matrix was weighted (models that
+    tune themselves split ``events`` the same way into an inner validation fold; None: unknown).
     """
 
     items: pl.DataFrame
     users: pl.Series
     events: pl.DataFrame
+    split: Mapping[str, Any] | None = None
+    weighting: Weighting | None = None
 
 
 class Recommender(ABC):

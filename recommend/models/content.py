@@ -13,6 +13,10 @@ has no value in that view):
 - ``text``: TF-IDF cosine (scikit-learn) on the annotation definition, ChEBI roles and
   MeSH actions.
 
+Explanations also name the keywords two drugs share in the feature store's
+``drug_summary`` view (read when the text view is on, for catalog drugs described by the
+shipped annotations).
+
 ``classes`` and ``text`` are skipped, with a logged note, while the annotation file is
 absent; a view with weight 0 is not computed. The combined similarity is the weighted
 mean over the views both items have, ``S_ij = sum_v w_v s_v(i, j) / sum_v w_v`` (0 when
@@ -28,7 +32,7 @@ item) is skipped with a logged note.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +40,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from featurestore import FeatureStore, FeatureView, fingerprint_matrix
+from featurestore import FeatureStore, FeatureView, drug_feature_table, fingerprint_matrix
 from featurestore.datasets import data_dir, load_dataset
 from featurestore.io import read_table
 from featurestore.similarity import tanimoto_matrix
@@ -51,6 +55,7 @@ DEFAULT_WEIGHTS = {"structure": 0.3, "atc": 0.4, "classes": 0.15, "text": 0.15}
 ANNOTATION_FILE = "drug_annotations.parquet"
 ANNOTATION_COLUMNS = ("drug_id", "definition", "chebi_roles", "mesh_actions", "epc_classes", "moa_classes")
 N_KEYWORDS = 5
+SUMMARY_VIEW = FeatureView("drug_summary")
 
 
 def atc_names(drugs: pl.DataFrame) -> dict[str, str]:
@@ -235,7 +240,26 @@ class ContentRecommender(ItemKNNRecommender):
             annotations = load_annotations(self.annotations)
             if annotations is not None:
                 features |= self._annotation_views(annotations, ordered, n)
-        return features
+        return features | self._summary_keywords(first)
+
+    def _summary_keywords(self, drug_ids: list[str | None]) -> dict[str, np.ndarray]:
+        """Each item's ``drug_summary`` keywords (ragged: ``summary_keywords`` + ``_indptr``), or {} when the text
+        view is off, the items are not catalog drugs or the annotations are not the shipped ones (the view's)."""
+        if self.weights["text"] == 0:
+            return {}
+        if self.granularity != "ingredient" or self.annotations is not None or not (
+                data_dir() / ANNOTATION_FILE).is_file():
+            log.info("content: no drug_summary keywords (they describe catalog drugs from the shipped %s)",
+                     ANNOTATION_FILE)
+            return {}
+        keywords = [k or [] for k in self.descriptions(drug_ids)["keywords"].to_list()]
+        return {"summary_keywords": np.asarray([k for item in keywords for k in item], dtype=str),
+                "summary_keywords_indptr": np.cumsum([0] + [len(k) for k in keywords]).astype(np.int64)}
+
+    def descriptions(self, drug_ids: Iterable[str | None]) -> pl.DataFrame:
+        """``drug_id, summary, keywords`` of catalog drugs from the store's ``drug_summary`` view (built once)."""
+        store = FeatureStore(self.store_root, n_jobs=1, progress=False)
+        return drug_feature_table(store, SUMMARY_VIEW, drug_ids).select("drug_id", "summary", "keywords")
 
     def _structure(self, smiles: np.ndarray, names: np.ndarray) -> dict[str, np.ndarray]:
         if self.granularity != "ingredient":
@@ -282,9 +306,18 @@ class ContentRecommender(ItemKNNRecommender):
         return out
 
     # ------------------------------------------------------------------ similarity
+    def _ragged(self, values: str, indptr: str, item: int) -> list[str]:
+        bounds = self.features[indptr]
+        return self.features[values][bounds[item]:bounds[item + 1]].tolist()
+
     def _codes(self, item: int) -> list[str]:
-        indptr = self.features["atc_indptr"]
-        return self.features["atc_codes"][indptr[item]:indptr[item + 1]].tolist()
+        return self._ragged("atc_codes", "atc_indptr", item)
+
+    def item_keywords(self, item: int) -> list[str]:
+        """The item's ``drug_summary`` keywords (empty when the model has none)."""
+        if "summary_keywords" not in self.features:
+            return []
+        return self._ragged("summary_keywords", "summary_keywords_indptr", item)
 
     @property
     def depth(self) -> int:
@@ -335,9 +368,10 @@ class ContentRecommender(ItemKNNRecommender):
     # ------------------------------------------------------------------ explanations
     def why_similar(self, item: int, other: int) -> dict[str, Any]:
         """Reasons two items are similar: ``similarity`` (combined, 0 beyond the K neighbours), ``tanimoto``,
-        ``atc`` (deepest shared level, code, name), shared ``classes`` and ``keywords`` (None: view not used)."""
+        ``atc`` (deepest shared level, code, name), shared ``classes``, ``keywords`` (top terms of the text view's
+        cosine) and ``shared_keywords`` (``drug_summary`` keywords of both, in ``item``'s order) (None: not used)."""
         out: dict[str, Any] = {"similarity": float(self.similarity[item, other]), "tanimoto": None, "atc": None,
-                               "classes": None, "keywords": None}
+                               "classes": None, "keywords": None, "shared_keywords": None}
         if "fp_bits" in self.features:
             if self.features["fp_valid"][[item, other]].all():
                 bits = np.unpackbits(self.features["fp_bits"][[item, other]], axis=1, count=self.n_bits)
@@ -361,6 +395,9 @@ class ContentRecommender(ItemKNNRecommender):
             product = text[item].multiply(text[other]).tocsr()
             order = np.argsort(-product.data, kind="stable")[:N_KEYWORDS]
             out["keywords"] = self.features["terms"][product.indices[order]].tolist()
+        if "summary_keywords" in self.features:
+            theirs = set(self.item_keywords(other))
+            out["shared_keywords"] = [k for k in self.item_keywords(item) if k in theirs]
         return out
 
     # ------------------------------------------------------------------ state

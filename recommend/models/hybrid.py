@@ -3,38 +3,62 @@
 Per patient, behavior scores ``b`` are scaled by their largest absolute value over warm
 items (items with training interactions) and content scores ``c`` (similarity to the
 patient's drugs, :class:`~recommend.models.content.ContentRecommender`) by their
-largest value. A warm item scores ``(1 - alpha) b + alpha c``; a cold item (no training
-interaction, so no behavior score) scores ``cold_weight * c``: its content similarity to
-the patient's drugs.
+largest value. A warm item scores ``(1 - alpha) b + alpha c``. A cold item (no training
+interaction, so no behavior score: a new drug, or any catalog drug nobody took yet) scores
+``cold_weight * u``, its cold score
 
-``alpha`` is configured, or (``alpha=None``) tuned on a validation split inside the
-training matrix: for every patient with at least 2 items, a random ``validation_share``
-of them (at least 1) is held out; the behavior model is refitted on the rest and the
-alpha of ``alphas`` with the best NDCG@10 on the held-out items (of at most 5,000 random
-patients) is kept.
+    u = scaled((1 - propagation) c + propagation p) * q ** prior
 
-``cold_weight`` is configured (tune it on the run's validation fold, e.g. ``-m
-recommender.cold_weight=0.1,0.2,0.5``): the training matrix cannot say how often future
-targets are cold drugs, and every catalog drug nobody took yet is cold too, so a larger
-weight finds more new drugs and pushes more warm ones out of the top K.
+- ``p``: the behavior predictions propagated through content similarity,
+  ``p_i = sum_j max(b_j, 0) S_ji`` over warm ``j``: drugs like those the patient is
+  predicted to start, not only like those they took;
+- ``q``: a usage prior, ``q_i = sum_j n_j S_ji / max``, ``n_j`` the training patients of
+  drug ``j``: drugs like widely used drugs are likelier to be in use than ones like drugs
+  nobody takes. It uses training interactions only (a held-out drug's own use is unknown
+  to it, as it is at prediction time).
+
+``propagation`` and ``prior`` default to 0 (plain content similarity): tuned on inner folds
+they were picked, then lost to it on most held-out drug sets (``benchmarks/content.py``).
+
+Each of ``alpha``, ``cold_weight``, ``propagation``, ``prior`` is configured, or (None)
+tuned for NDCG@10 on new drugs (task b, past drugs not ranked) on inner validation folds
+that mirror the run's split inside the training history: the context's ``split``
+(:class:`~recommend.models.base.FitContext`, set by ``recommend.run``) is applied once more
+to the fold's events (explicit time cutoffs replaced by their quantiles) and its test
+fold serves: ``cold_items`` holds out every event of 20 % of the training drugs (drawn
+``repeats`` times with seeds ``seed``, ``seed + 1``, ...), ``time`` cuts the history at its
+80 % quantile. So the blend learns from training data alone how often targets are drugs
+without usage; the run's test fold is never seen. Without a split in the context, the
+inner folds are per-patient random ``validation_share`` holdouts of the matrix (warm
+targets only). The cold-score form (``propagation``, ``prior``) is tuned first on the cold
+targets alone (ranking the cold drugs), then ``alpha`` and ``cold_weight`` on the full
+ranking, by the mean NDCG@10 over the inner folds; ties go to the first value listed. At
+most 5,000 random patients per fold are scored.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
+from recommend.interactions import Weighting, build_interactions
 from recommend.metrics import ranking_metrics
 from recommend.models.base import FitContext, Recommender, _empty_ranking, _top_n, register_model
 from recommend.models.content import ContentRecommender
+from recommend.splits import excluded_items, make_split, task_targets
 
 ALPHAS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
+COLD_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 10.0)
+PROPAGATIONS = (0.0, 0.5, 1.0)
+PRIORS = (0.0, 1.0)
 TUNE_K = 10
-TUNE_BATCH = 4096
-TUNE_USERS = 5000  # held-out patients scored per alpha, at most
+TUNE_USERS = 5000  # inner-validation patients scored per candidate, at most
+TIME_CUTOFFS = ("cutoff", "validation_cutoff")  # dates of the outer split: past the end of an inner history
+UNTUNED = "set alpha, cold_weight, propagation and prior to fit without tuning"
 
 
 def _scale_rows(scores: np.ndarray, columns: np.ndarray) -> np.ndarray:
@@ -59,36 +83,114 @@ def holdout(user_items: sp.csr_matrix, share: float, seed: int) -> tuple[sp.csr_
     return kept, out
 
 
+@dataclass(frozen=True)
+class InnerFold:
+    """A validation fold inside the training data: its matrix, the patients scored, their targets and exclusions."""
+
+    matrix: sp.csr_matrix
+    rows: np.ndarray
+    truth: sp.csr_matrix
+    exclude: sp.csr_matrix
+
+
+def inner_folds(context: FitContext | None, user_items: sp.csr_matrix, share: float, seed: int,
+                repeats: int) -> list[InnerFold]:
+    """The run's split applied to the context's events (see the module docstring); no split: a matrix holdout.
+
+    Random inner splits (cold_items, the holdout) are drawn ``repeats`` times (seeds ``seed``, ``seed + 1``, ...):
+    which drugs are held out sways a single fold's verdict. Time and leave-last splits are drawn once.
+    """
+    if context is None or context.split is None:
+        folds = []
+        for repeat in range(repeats):
+            kept, held = holdout(user_items, share, seed + repeat)
+            rows = np.flatnonzero(held.getnnz(axis=1) > 0)
+            folds.append(InnerFold(kept, rows, held[rows], kept[rows]))
+        return folds
+    from recommend.evaluate import pair_matrix  # evaluate imports the models package, which imports this module
+
+    spec = {k: v for k, v in context.split.items() if k not in TIME_CUTOFFS}
+    random = spec["name"] == "cold_items"
+    events = context.events.drop("reference", strict=False)  # the outer split's; leave_last would join on it
+    folds = []
+    for repeat in range(repeats if random else 1):
+        try:
+            fold = make_split(events, spec | ({"seed": spec.get("seed", 0) + repeat} if random else {}))["test"]
+        except ValueError as error:
+            raise ValueError(f"hybrid: cannot tune on an inner {spec['name']!r} fold of the training history "
+                             f"({context.events.height} events): {error}; {UNTUNED}") from error
+        train = build_interactions(fold.history, context.users, context.items["item"],
+                                   context.weighting or Weighting())
+        targets = task_targets(fold, "new")
+        persons = targets["person_id"].unique().sort()
+        folds.append(InnerFold(train.matrix, train.rows(persons), pair_matrix(targets, persons, train),
+                               pair_matrix(excluded_items(fold, "history"), persons, train)))
+    return folds
+
+
+def _top_columns(scores: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``TUNE_K`` of ``columns`` per row: (catalog ids, -1 in empty slots; scores)."""
+    ids, values = _empty_ranking(len(scores), TUNE_K)
+    _top_n(np.ascontiguousarray(scores[:, columns]), ids, values)
+    return (np.where(ids >= 0, columns[np.maximum(ids, 0)], -1) if len(columns) else ids), values
+
+
+def _merged_ndcg(warm: tuple[np.ndarray, np.ndarray], cold: tuple[np.ndarray, np.ndarray], weight: float,
+                 truth: sp.csr_matrix) -> float:
+    """NDCG@10 of the ranking of warm and ``weight`` x cold scores, from each part's top 10 (ties: lower id)."""
+    finite = np.isfinite(cold[1])
+    cold_values = np.full_like(cold[1], -np.inf)
+    cold_values[finite] = weight * cold[1][finite]  # 0 x -inf would be nan
+    ids, values = np.concatenate([warm[0], cold[0]], axis=1), np.concatenate([warm[1], cold_values], axis=1)
+    order = np.lexsort((np.where(ids >= 0, ids, np.iinfo(np.int32).max), -values), axis=1)[:, :TUNE_K]
+    return ranking_metrics(np.take_along_axis(ids, order, axis=1), truth, [TUNE_K])[f"ndcg@{TUNE_K}"]
+
+
 @register_model("hybrid")
 class HybridRecommender(Recommender):
     """Behavior + content blend with content-based scores for cold drugs (see the module docstring)."""
 
     def __init__(self, behavior: Mapping[str, Any] | None = None, content: Mapping[str, Any] | None = None,
-                 alpha: float | None = None, cold_weight: float = 0.2, alphas: Sequence[float] = ALPHAS,
-                 validation_share: float = 0.2, seed: int = 0) -> None:
-        if alpha is not None and not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1] or None (tuned), got {alpha}")
-        if cold_weight < 0:
-            raise ValueError("cold_weight must be >= 0")
+                 alpha: float | None = None, cold_weight: float | None = None, propagation: float | None = 0.0,
+                 prior: float | None = 0.0, alphas: Sequence[float] = ALPHAS,
+                 cold_weights: Sequence[float] = COLD_WEIGHTS, propagations: Sequence[float] = PROPAGATIONS,
+                 priors: Sequence[float] = PRIORS, validation_share: float = 0.2, repeats: int = 3,
+                 seed: int = 0) -> None:
+        for name, value, low, high in (("alpha", alpha, 0, 1), ("propagation", propagation, 0, 1),
+                                       ("cold_weight", cold_weight, 0, np.inf), ("prior", prior, 0, np.inf)):
+            if value is not None and not low <= value <= high:
+                raise ValueError(f"{name} must be in [{low}, {high}] or None (tuned), got {value}")
         self.behavior_spec = dict(behavior or {"name": "ease", "l2": 500.0})
         if self.behavior_spec.get("name") in ("hybrid", "content"):
             raise ValueError(f"the behavior model must learn from interactions, not {self.behavior_spec['name']!r}")
         self.content_params = dict(content or {})
-        self.alpha, self.cold_weight, self.alphas = alpha, cold_weight, [float(a) for a in alphas]
-        self.validation_share, self.seed = validation_share, seed
+        self.alpha, self.cold_weight, self.propagation, self.prior = alpha, cold_weight, propagation, prior
+        self.alphas, self.cold_weights = [float(a) for a in alphas], [float(w) for w in cold_weights]
+        self.propagations, self.priors = [float(b) for b in propagations], [float(g) for g in priors]
+        if repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {repeats}")
+        self.validation_share, self.repeats, self.seed = validation_share, repeats, seed
         self.context: FitContext | None = None
         self.behavior: Recommender | None = None
         self.content = ContentRecommender(**self.content_params)
-        self.fitted_alpha: float | None = None
+        self.fitted: dict[str, float] = {}
         self.warm: np.ndarray | None = None
+        self.usage_prior: np.ndarray | None = None
 
     def params(self) -> dict[str, Any]:
         return {"behavior": self.behavior_spec, "content": self.content_params, "alpha": self.alpha,
-                "cold_weight": self.cold_weight, "alphas": self.alphas, "validation_share": self.validation_share,
+                "cold_weight": self.cold_weight, "propagation": self.propagation, "prior": self.prior,
+                "alphas": self.alphas, "cold_weights": self.cold_weights, "propagations": self.propagations,
+                "priors": self.priors, "validation_share": self.validation_share, "repeats": self.repeats,
                 "seed": self.seed}
 
+    @property
+    def fitted_alpha(self) -> float | None:
+        """The alpha in use (configured or tuned)."""
+        return self.fitted.get("alpha")
+
     def with_context(self, context: FitContext) -> HybridRecommender:
-        """Keep the context for both parts (content needs the catalog items)."""
+        """Keep the context for both parts (content needs the catalog items; tuning, the events and split)."""
         self.context = context
         self.content.with_context(context)
         return self
@@ -101,46 +203,104 @@ class HybridRecommender(Recommender):
 
     def fit(self, user_items: sp.csr_matrix) -> HybridRecommender:
         self.content.fit(user_items)
-        self.warm = user_items.getnnz(axis=0) > 0
-        if self.alpha is None:
-            kept, held = holdout(user_items, self.validation_share, self.seed)
-            inner = self._behavior().fit(kept)
-            self.fitted_alpha = self._tune(inner, kept, held)
-        else:
-            self.fitted_alpha = self.alpha
+        fixed = {"alpha": self.alpha, "cold_weight": self.cold_weight, "propagation": self.propagation,
+                 "prior": self.prior}
+        self.fitted = {k: v for k, v in fixed.items() if v is not None}
+        if len(self.fitted) < len(fixed):
+            self.fitted = self._tune(inner_folds(self.context, user_items, self.validation_share, self.seed,
+                                                 self.repeats))
+        self.warm, self.usage_prior = user_items.getnnz(axis=0) > 0, self._usage_prior(user_items)
         self.behavior = self._behavior().fit(user_items)
         self.n_items = user_items.shape[1]
         return self
 
-    def _tune(self, inner: Recommender, kept: sp.csr_matrix, held: sp.csr_matrix) -> float:
-        """The alpha with the best NDCG@10 on the held-out items (ties: the first listed)."""
-        users = np.flatnonzero(held.getnnz(axis=1) > 0)
-        if len(users) > TUNE_USERS:  # a sample ranks the few alphas as well and bounds the cost
-            users = np.sort(np.random.default_rng(self.seed).choice(users, TUNE_USERS, replace=False))
-        warm = kept.getnnz(axis=0) > 0
-        rankings = [_empty_ranking(len(users), TUNE_K) for _ in self.alphas]
-        for lo in range(0, len(users), TUNE_BATCH):  # dense users × items blocks: bounded memory
-            batch = users[lo : lo + TUNE_BATCH]
-            rows = kept[batch]
-            behavior, content = inner.score(batch, rows), self.content.score(batch, rows)
-            for alpha, (ids, values) in zip(self.alphas, rankings):
-                scores = self._blend(behavior, content, alpha, warm).astype(np.float32)
-                scores[rows.nonzero()] = -np.inf
-                _top_n(scores, ids[lo : lo + TUNE_BATCH], values[lo : lo + TUNE_BATCH])
-        quality = [ranking_metrics(ids, held[users], [TUNE_K])[f"ndcg@{TUNE_K}"] for ids, _ in rankings]
-        return self.alphas[int(np.argmax(quality))]
+    def _usage_prior(self, user_items: sp.csr_matrix) -> np.ndarray:
+        """q: content similarity to the training drugs weighted by their patients, scaled to max 1."""
+        prior = np.asarray(self.content.similarity.T @ user_items.getnnz(axis=0).astype(np.float32)).ravel()
+        return (prior / prior.max() if prior.max() > 0 else prior).astype(np.float32)
 
-    def _blend(self, behavior: np.ndarray, content: np.ndarray, alpha: float, warm: np.ndarray) -> np.ndarray:
-        b = _scale_rows(np.asarray(behavior, dtype=np.float32), warm)
-        c = _scale_rows(np.asarray(content, dtype=np.float32), np.ones(len(warm), dtype=bool))
+    def _candidates(self) -> tuple[list[tuple[float, float]], list[float], list[float]]:
+        """Cold-score forms (propagation, prior), alphas and cold weights to try (a set value: itself only)."""
+        forms = [(beta, gamma) for beta in ([self.propagation] if self.propagation is not None else self.propagations)
+                 for gamma in ([self.prior] if self.prior is not None else self.priors)]
+        alphas = [self.alpha] if self.alpha is not None else self.alphas
+        weights = [self.cold_weight] if self.cold_weight is not None else self.cold_weights
+        return forms, alphas, weights
+
+    def _tune(self, folds: list[InnerFold]) -> dict[str, float]:
+        """Every unset setting, tuned on the inner folds (see the module docstring): mean NDCG@10 over the folds."""
+        forms, alphas, weights = self._candidates()
+        qualities = [self._fold_quality(fold) for fold in folds]
+        form = int(np.argmax(np.sum([q[0] for q in qualities], axis=0)))  # ties: the first listed
+        blend = np.sum([q[1][form] for q in qualities], axis=0)
+        a, w = np.unravel_index(int(np.argmax(blend)), blend.shape)
+        return {"alpha": alphas[a], "cold_weight": weights[w], "propagation": forms[form][0], "prior": forms[form][1]}
+
+    def _fold_quality(self, fold: InnerFold) -> tuple[np.ndarray, np.ndarray]:
+        """NDCG@10 on one inner fold: of each cold form on the cold targets (ranking the cold drugs alone; 0
+        without cold targets), and of each (form, alpha, cold weight) on every target."""
+        forms, alphas, weights = self._candidates()
+        rows, truth, exclude = fold.rows, fold.truth, fold.exclude
+        if len(rows) > TUNE_USERS:  # a sample ranks the few candidates as well and bounds the cost
+            keep = np.sort(np.random.default_rng(self.seed).choice(len(rows), TUNE_USERS, replace=False))
+            rows, truth, exclude = rows[keep], truth[keep], exclude[keep]
+        has_target = truth.getnnz(axis=1) > 0
+        if not has_target.any():
+            raise ValueError(f"hybrid: the inner validation fold has no target to tune on; {UNTUNED}")
+        rows, truth, excluded = rows[has_target], truth[has_target], exclude[has_target].toarray() > 0
+        history = fold.matrix[rows]
+        behavior = self._behavior().fit(fold.matrix)
+        # The inner fold's warm drugs and prior, for the scoring helpers; fit sets the full matrix's afterwards.
+        self.warm, self.usage_prior = fold.matrix.getnnz(axis=0) > 0, self._usage_prior(fold.matrix)
+        b, c = self._scaled(behavior.score(rows, history), self.content.score(rows, history))
+        p = self._propagated(b) if any(beta > 0 for beta, _ in forms) else None
+        warm, cold = np.flatnonzero(self.warm), np.flatnonzero(~self.warm)
+        cold_truth = truth.multiply(~self.warm[None, :]).tocsr()
+        cold_truth.eliminate_zeros()
+        with_cold = cold_truth.getnnz(axis=1) > 0
+        # Warm drugs' scores depend on alpha only, cold ones' on the form and weight: each part is ranked once
+        # per setting of its own, and the parts' top 10s are merged per combination.
+        warm_top = [_top_columns(np.where(excluded, -np.inf, (1.0 - alpha) * b + alpha * c), warm)
+                    for alpha in alphas]
+        tied_top = _top_columns(np.where(excluded, -np.inf, 0.0), cold)  # weight 0: cold drugs tie, as scored
+        form_quality, blend_quality = np.zeros(len(forms)), np.zeros((len(forms), len(alphas), len(weights)))
+        for f, (beta, gamma) in enumerate(forms):
+            cold_top = _top_columns(np.where(excluded, -np.inf, self._cold_score(c, p, beta, gamma)), cold)
+            if with_cold.any():
+                form_quality[f] = ranking_metrics(cold_top[0][with_cold], cold_truth[with_cold],
+                                                  [TUNE_K])[f"ndcg@{TUNE_K}"]
+            for a, w in np.ndindex(len(alphas), len(weights)):
+                blend_quality[f, a, w] = _merged_ndcg(warm_top[a], cold_top if weights[w] > 0 else tied_top,
+                                                      weights[w], truth)
+        return form_quality, blend_quality
+
+    def _scaled(self, behavior: np.ndarray, content: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (_scale_rows(np.asarray(behavior, dtype=np.float32), self.warm),
+                _scale_rows(np.asarray(content, dtype=np.float32), np.ones(len(self.warm), dtype=bool)))
+
+    def _propagated(self, b: np.ndarray) -> np.ndarray:
+        """p: positive warm behavior scores spread over content neighbours, scaled per row."""
+        warm = np.flatnonzero(self.warm)
+        spread = (self.content.similarity[warm].T @ np.clip(b[:, warm], 0.0, None).T).T
+        return _scale_rows(np.asarray(spread, dtype=np.float32), np.ones(len(self.warm), dtype=bool))
+
+    def _cold_score(self, c: np.ndarray, p: np.ndarray | None, propagation: float, prior: float) -> np.ndarray:
+        """u = scaled((1 - propagation) c + propagation p) * q ** prior (``p`` unused when propagation is 0)."""
+        mixed = (1.0 - propagation) * c + propagation * p if propagation > 0 else c.copy()
+        if prior > 0:
+            mixed *= self.usage_prior[None, :] ** prior
+        return _scale_rows(mixed, np.ones(len(self.warm), dtype=bool))
+
+    def _blend(self, b: np.ndarray, c: np.ndarray, cold: np.ndarray, alpha: float, weight: float) -> np.ndarray:
         out = (1.0 - alpha) * b + alpha * c
-        out[:, ~warm] = self.cold_weight * c[:, ~warm]
+        out[:, ~self.warm] = weight * cold[:, ~self.warm]
         return out
 
     def score(self, user_ids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
-        behavior = self.behavior.score(user_ids, user_items)
-        content = self.content.score(user_ids, user_items)
-        return self._blend(behavior, content, self.fitted_alpha, self.warm)
+        b, c = self._scaled(self.behavior.score(user_ids, user_items), self.content.score(user_ids, user_items))
+        p = self._propagated(b) if self.fitted["propagation"] > 0 else None
+        cold = self._cold_score(c, p, self.fitted["propagation"], self.fitted["prior"])
+        return self._blend(b, c, cold, self.fitted["alpha"], self.fitted["cold_weight"])
 
     def item_similarity(self, item_ids: np.ndarray) -> np.ndarray:
         """Content similarity (defined for cold drugs too)."""
@@ -153,10 +313,12 @@ class HybridRecommender(Recommender):
     def _state(self) -> dict[str, np.ndarray]:
         parts = {f"behavior__{k}": v for k, v in self.behavior._state().items()}
         parts |= {f"content__{k}": v for k, v in self.content._state().items()}
-        return parts | {"fitted_alpha": np.asarray([self.fitted_alpha]), "warm": self.warm}
+        return parts | {f"fitted_{k}": np.asarray([v]) for k, v in self.fitted.items()} | {
+            "warm": self.warm, "usage_prior": self.usage_prior}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.fitted_alpha, self.warm = float(arrays["fitted_alpha"][0]), arrays["warm"]
+        self.fitted = {k.removeprefix("fitted_"): float(v[0]) for k, v in arrays.items() if k.startswith("fitted_")}
+        self.warm, self.usage_prior = arrays["warm"], arrays["usage_prior"]
         self.behavior = self._behavior()
         for prefix, model in (("behavior__", self.behavior), ("content__", self.content)):
             model._set_state({k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)})
