@@ -17,13 +17,16 @@ Run (from the repo root)::
 ``sitagliptin_mpo`` with their ``*_pmo`` oracles (PyTDC 0.3.6's total-atom count, the one the
 published numbers were computed with; see ``discovery/oracles/tasks.py``) into their own
 ``<out>/<optimizer>/<name>_pmo/`` run directories; the table names the oracle each row used.
-``<out>/runs.parquet`` holds every run's metrics.
+``<out>/runs.parquet`` holds the metrics of the runs asked for; ``--results`` (default
+``benchmarks/results/pmo_<optimizer>.json``) accumulates every (oracle, seed, budget) run across
+invocations, so a benchmark run task by task builds one file, with the table of all of them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -39,7 +42,8 @@ sys.path.insert(0, str(REPO))
 from discovery.optimization import GraphGA, Reinvent, SurrogateGA, run_optimization  # noqa: E402
 from discovery.oracles import PMO_COMPAT, PMO_TASKS, get_oracle  # noqa: E402
 from featurestore.datasets import load_dataset  # noqa: E402
-from featurestore.io import write_parquet_atomic  # noqa: E402
+from benchmarks.featurize import _git_commit, _machine  # noqa: E402
+from featurestore.io import write_json_atomic, write_parquet_atomic  # noqa: E402
 
 # Published AUC top-10, mean of 5 seeds (Gao et al. 2022, Table 2; DESIGN.md 3.3): (REINVENT, Graph GA).
 PUBLISHED: dict[str, tuple[float, float]] = {
@@ -51,6 +55,7 @@ PUBLISHED: dict[str, tuple[float, float]] = {
     "scaffold_hop": (0.560, 0.518), "sitagliptin_mpo": (0.022, 0.433), "thiothixene_rediscovery": (0.534, 0.479),
     "troglitazone_rediscovery": (0.441, 0.390), "valsartan_smarts": (0.179, 0.000), "zaleplon_mpo": (0.358, 0.347),
 }
+RESULT_COLUMNS = ["oracle", "seed", "auc_top1", "auc_top10", "auc_top100", "top10", "calls_used", "stopped", "wall_time_s"]
 OPTIMIZERS = {"graph_ga": GraphGA, "surrogate_ga": SurrogateGA, "reinvent": Reinvent}
 
 
@@ -111,6 +116,8 @@ def main(argv: list[str] | None = None) -> pl.DataFrame:
     parser.add_argument("--optimizer", default="graph_ga", choices=sorted(OPTIMIZERS))
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "pmo")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="JSON accumulating all runs (default benchmarks/results/pmo_<optimizer>.json)")
     parser.add_argument("--pmo-compat", action="store_true",
                         help=f"run {', '.join(PMO_COMPAT)} with their _pmo oracles (PyTDC 0.3.6 isomer atom count)")
     args = parser.parse_args(argv)
@@ -128,7 +135,26 @@ def main(argv: list[str] | None = None) -> pl.DataFrame:
     print(f"\nPMO AUC top-10, budget {args.budget}, pool: MOSES 100k sample (paper: ZINC 250k), "
           f"isomer atom count: {'PyTDC 0.3.6 (--pmo-compat)' if args.pmo_compat else 'GuacaMol'}")
     print(report(runs, args.optimizer))
+    results = args.results or REPO / "benchmarks" / "results" / f"pmo_{args.optimizer}.json"
+    everything = accumulate(results, runs, args.budget)
+    write_json_atomic(results, {
+        "benchmark": "pmo", "optimizer": args.optimizer, "pool": "moses_sample (100k MOSES training molecules)",
+        "git_commit": _git_commit(), "machine": _machine() | {"load_avg_1m_at_end": os.getloadavg()[0]}, "runs": everything.to_dicts(),
+        "table": {str(budget): report(everything.filter(pl.col("budget") == budget), args.optimizer)
+                  for budget in sorted(set(everything.get_column("budget")))},
+    })
+    print(f"all runs so far: {results}")
     return runs
+
+
+def accumulate(results: Path, runs: pl.DataFrame, budget: int) -> pl.DataFrame:
+    """Earlier runs from ``results`` with ``runs`` replacing those of the same oracle, seed and budget."""
+    fresh = runs.select(RESULT_COLUMNS).with_columns(pl.lit(budget, dtype=pl.Int64).alias("budget"))
+    if not results.is_file():
+        return fresh
+    earlier = pl.DataFrame(json.loads(results.read_text())["runs"], schema=fresh.schema)
+    kept = earlier.join(fresh, on=["oracle", "seed", "budget"], how="anti")
+    return pl.concat([kept, fresh]).sort("oracle", "seed", "budget")
 
 
 if __name__ == "__main__":
