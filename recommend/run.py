@@ -186,7 +186,7 @@ def run_recommend(cfg: DictConfig, out_dir: Path, label: str | None = None) -> d
     report |= {"matrix": {"patients": users.len(), "items": items.height, "weighting": weighting.__dict__},
                "split": {name: fold.info for name, fold in folds.items()}}
     write_json_atomic(out_dir / "report.json", report)
-    write_run_record(out_dir, config, cfg.seed, [*usage.files, dataset_path("drugs")])
+    write_run_record(out_dir, config, cfg.seed, [*usage.files, dataset_path("drugs"), *screen.files()])
     return {"metrics": metrics, "objective": value, "report": report}
 
 

@@ -71,6 +71,12 @@ class InteractionSpec:
         """Candidates to rank per patient: ``top_k``, plus ``backfill`` when conflicts are removed."""
         return top_k + self.backfill if self.table and self.action == "remove" else top_k
 
+    def files(self) -> list[Path]:
+        """The table's file, for the run record's data fingerprints (none when the screen is off)."""
+        if not self.table:
+            return []
+        return [dataset_path(SHIPPED[self.table]) if self.table in SHIPPED else Path(self.table)]
+
 
 def validate_interactions(
     table: pl.DataFrame, source: str, known_drugs: Collection[str] | None = None

@@ -167,6 +167,8 @@ def test_recommend_run_removes_a_user_pair_and_backfills(tmp_path):
     assert report["removed"] == {"contraindicated": 2} and report["patients_short_of_top_k"] == 0
     assert first[0] not in recs["drug_id"].to_list() and recs.group_by("person_id").len()["len"].to_list() == [10, 10]
     assert pl.read_parquet(tmp_path / "second" / "interactions.parquet").height == 2
+    data = json.loads((tmp_path / "second" / "run.json").read_text())["data"]  # the user table is fingerprinted
+    assert data[str(tmp_path / "second.csv")]["bytes"] == (tmp_path / "second.csv").stat().st_size
 
 
 def test_recommend_run_flags_with_the_ansm_table_by_default(tmp_path):
@@ -177,3 +179,5 @@ def test_recommend_run_flags_with_the_ansm_table_by_default(tmp_path):
         "ansm", "flag", "precaution", 32_251)
     recs = pl.read_parquet(tmp_path / "recommendations.parquet")
     assert {"interaction_severity", "interacts_with", "interaction_mechanism"} <= set(recs.columns)
+    data = json.loads((Path(tmp_path) / "run.json").read_text())["data"]
+    assert any(path.endswith("ddi_ansm.parquet") for path in data)
