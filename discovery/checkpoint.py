@@ -8,6 +8,14 @@ and is read with ``torch.load(weights_only=True)``. The training app computes it
 predictions with the same :class:`Predictor` that :func:`load_predictor` returns, so a
 reloaded checkpoint reproduces them exactly (same inputs, same order).
 
+A multiclass checkpoint also stores ``classes`` (the class names, in the order of the
+model's outputs; a neural model is built with ``n_tasks`` = number of classes outputs,
+a classical one with ``n_classes``). It predicts softmax probabilities; an ensemble
+averages them, and its ``std`` is the spread over members of the predicted class's
+probability. Its prediction tables (:meth:`Predictor.predict`, the training app's
+``predictions.parquet``) give ``prediction`` = the predicted class name, ``probability`` =
+its probability, and one ``p_<class>`` column per class.
+
 ::
 
     predictor = load_predictor("outputs/train/esol/dmpnn/<time>/checkpoint")
@@ -70,6 +78,12 @@ class TargetScaler:
         return scaled * np.asarray(self.std) + np.asarray(self.mean)
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``(molecules, classes)`` logits (shifted by the row maximum: no overflow)."""
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
 @dataclass
 class Predictor:
     """Ensemble members + everything needed to go from SMILES or InChIKeys to predictions in target units."""
@@ -84,15 +98,23 @@ class Predictor:
     batch_size: int
     device: str = "auto"
     protein_view: FeatureView | None = None  # pair models: the protein side's view
+    classes: list[str] | None = None  # multiclass: class names, in output order
 
     @property
     def input_kind(self) -> str:
         return self.members[0].input_kind
 
+    @property
+    def outputs(self) -> int:
+        """Columns of :meth:`predict_examples`: one per task, or one per class (multiclass)."""
+        return len(self.classes) if self.task_type == "multiclass" else len(self.tasks)
+
     def predict_examples(self, examples: Sequence[Data]) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and standard deviation over members, ``(molecules, tasks)`` each, in target units (probabilities)."""
+        """Mean and standard deviation over members, ``(molecules, tasks)`` each, in target units (probabilities).
+
+        Multiclass: ``(molecules, classes)`` class probabilities and their standard deviation over members."""
         if not examples:
-            empty = np.zeros((0, len(self.tasks)))
+            empty = np.zeros((0, self.outputs))
             return empty, empty.copy()
         per_member = []
         fingerprints = None  # built once, shared by the classical members
@@ -105,9 +127,26 @@ class Predictor:
                 raw = predict_outputs(member, examples, self.batch_size, self.device)
                 if self.task_type == "classification":
                     raw = 1.0 / (1.0 + np.exp(-raw))
+                elif self.task_type == "multiclass":
+                    raw = softmax(raw)
             per_member.append(self.scaler.inverse(raw) if self.task_type == "regression" else raw)
         stacked = np.stack(per_member)
         return stacked.mean(axis=0), stacked.std(axis=0)
+
+    def class_columns(self, mean: np.ndarray, std: np.ndarray) -> list[pl.Series]:
+        """Multiclass prediction columns from :meth:`predict_examples`'s ``(molecules, classes)`` mean and std:
+        ``prediction`` (class name; the first class on a tie), ``probability``, ``std``, ``p_<class>``...
+        (rows with NaN probabilities get nulls)."""
+        usable = ~np.isnan(mean).any(axis=1)
+        best = np.argmax(np.where(usable[:, None], mean, 0.0), axis=1)
+        rows = np.arange(len(mean))
+        names = np.asarray(self.classes, dtype=object)[best]
+        return [
+            pl.Series("prediction", [name if ok else None for name, ok in zip(names, usable)], dtype=pl.String),
+            pl.Series("probability", mean[rows, best], dtype=pl.Float64),
+            pl.Series("std", std[rows, best], dtype=pl.Float64),
+            *[pl.Series(f"p_{name}", mean[:, k], dtype=pl.Float64) for k, name in enumerate(self.classes)],
+        ]
 
     def predict_features(self, features: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Like :meth:`predict_examples` for rows of this predictor's feature view."""
@@ -118,7 +157,8 @@ class Predictor:
 
         An item shaped like an InChIKey is used as a key; anything else is standardized as
         SMILES (an InChIKey is never a valid SMILES). Inputs that fail get a null
-        prediction and the reason in ``error``.
+        prediction and the reason in ``error``. Multiclass: ``prediction`` is the class name, followed by
+        ``probability`` (+ ``std``) and ``p_<class>`` columns (see :meth:`class_columns`).
         """
         items = [str(item) for item in smiles_or_keys]
         is_key = [bool(INCHIKEY.fullmatch(item)) for item in items]
@@ -149,9 +189,16 @@ class Predictor:
         table = table.with_columns(pl.coalesce(pl.col("error"), features.get_column("error")).alias("error"))
         usable = table.get_column("error").is_null().to_numpy()
         mean, std = self.predict_features(features.filter(pl.Series(usable)))
-        full_mean = np.full((table.height, len(self.tasks)), np.nan)
+        full_mean = np.full((table.height, self.outputs), np.nan)
         full_std = full_mean.copy()
         full_mean[usable], full_std[usable] = mean, std
+        if self.task_type == "multiclass":
+            columns = self.class_columns(full_mean, full_std)
+            if len(self.members) == 1:
+                columns = [c for c in columns if c.name != "std"]
+            frame = table.with_columns(pl.lit(self.tasks[0]).alias("task"), *columns).with_columns(
+                pl.col(c.name for c in columns if c.dtype == pl.Float64).fill_nan(None))
+            return frame.select("input", "inchikey", "smiles", "task", *[c.name for c in columns], "error")
         frame = table.with_columns(
             pl.lit(self.tasks, dtype=pl.List(pl.String)).alias("task"),
             pl.Series("prediction", full_mean.tolist()),
@@ -172,6 +219,7 @@ class Predictor:
             "members": len(self.members),
             "tasks": self.tasks,
             "task_type": self.task_type,
+            **({"classes": self.classes} if self.classes is not None else {}),
             "scaler": asdict(self.scaler),
             "view": {"id": self.view.id, **self.view.spec()},
             **({"protein_view": {"id": self.protein_view.id, **self.protein_view.spec()}} if self.protein_view else {}),
@@ -211,5 +259,5 @@ def load_predictor(path: str | os.PathLike, device: str = "auto") -> Predictor:
         members.append(member)
     return Predictor(
         spec["model"], members, spec["tasks"], spec["task_type"], TargetScaler(**spec["scaler"]), view,
-        Standardizer(**spec["standardizer"]), spec["batch_size"], device, protein_view,
+        Standardizer(**spec["standardizer"]), spec["batch_size"], device, protein_view, spec.get("classes"),
     )

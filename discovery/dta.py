@@ -56,6 +56,8 @@ class PairSpec:
 
     def __post_init__(self) -> None:
         check_source(self)
+        if self.task_type == "multiclass":
+            raise ValueError(f"data {self.name!r}: multiclass is supported for molecule data, not drug–target pairs")
 
 
 @dataclass

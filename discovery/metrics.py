@@ -1,23 +1,30 @@
-"""Evaluation of a predictions table: RMSE/MSE/MAE/R²/concordance index (+ RMSE on activity-cliff molecules)
-or ROC-AUC/PR-AUC.
+"""Evaluation of a predictions table: RMSE/MSE/MAE/R²/concordance index (+ RMSE on activity-cliff molecules),
+ROC-AUC/PR-AUC (binary), or accuracy, balanced accuracy, macro F1, macro one-vs-rest ROC-AUC and log loss
+(multiclass).
 
 Metrics are computed per task and fold; with several tasks each fold also gets the mean
 over tasks (tasks where a metric is undefined, e.g. one class only, are left out of the mean).
+Sweeps optimize the validation metric in :data:`OBJECTIVES`: RMSE, ROC-AUC, and for
+multiclass the macro one-vs-rest ROC-AUC (threshold-free and not dominated by the large
+classes, like the binary objective).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
 import polars as pl
 from scipy.stats import kendalltau
-from sklearn.metrics import average_precision_score, r2_score, roc_auc_score
+from sklearn.metrics import average_precision_score, balanced_accuracy_score, f1_score, r2_score, roc_auc_score
 
 from discovery.splits import FOLDS
 
-OBJECTIVES = {"regression": ("rmse", "minimize"), "classification": ("roc_auc", "maximize")}
+OBJECTIVES = {"regression": ("rmse", "minimize"), "classification": ("roc_auc", "maximize"),
+              "multiclass": ("roc_auc_macro", "maximize")}
+LOG_LOSS_FLOOR = 1e-15  # probabilities are clipped here before the log (a confident miss costs ~34.5, not inf)
 
 
 def _tied_pairs(values: np.ndarray) -> int:
@@ -74,6 +81,64 @@ def classification_metrics(target: np.ndarray, probability: np.ndarray) -> dict[
     }
 
 
+def multiclass_metrics(target: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """Metrics of class indices ``target`` ``(n,)`` against ``(n, classes)`` probabilities.
+
+    The predicted class is the most probable (the first on a tie). ``accuracy``;
+    ``balanced_accuracy``: mean recall over the classes present in ``target``; ``f1_macro``:
+    mean F1 over the classes present in ``target`` or predicted (0 where undefined);
+    ``roc_auc_per_class``: one-vs-rest ROC-AUC of each class's probability, None for a class
+    absent from the fold (or the only one in it); ``roc_auc_macro``: their mean over the
+    classes that have one (None if none does); ``log_loss``: mean ``-log p(true class)``
+    (p clipped at :data:`LOG_LOSS_FLOOR`). All None without rows.
+    """
+    n = len(target)
+    names = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc_macro", "log_loss")
+    if n == 0:
+        return {**dict.fromkeys(names), "roc_auc_per_class": dict.fromkeys(classes), "n": 0}
+    target = np.asarray(target, dtype=np.int64)
+    predicted = np.argmax(probabilities, axis=1)
+    per_class: dict[str, float | None] = {}
+    for k, name in enumerate(classes):
+        positive = target == k
+        per_class[name] = float(roc_auc_score(positive, probabilities[:, k])) if 0 < positive.sum() < n else None
+    aucs = [value for value in per_class.values() if value is not None]
+    true_probability = np.clip(probabilities[np.arange(n), target], LOG_LOSS_FLOOR, 1.0)
+    with warnings.catch_warnings():  # "y_pred contains classes not in y_true": expected on small folds
+        warnings.simplefilter("ignore", UserWarning)
+        balanced = float(balanced_accuracy_score(target, predicted))
+    return {
+        "accuracy": float(np.mean(predicted == target)),
+        "balanced_accuracy": balanced,
+        "f1_macro": float(f1_score(target, predicted, average="macro", zero_division=0)),
+        "roc_auc_macro": float(np.mean(aucs)) if aucs else None,
+        "log_loss": float(-np.mean(np.log(true_probability))),
+        "roc_auc_per_class": per_class,
+        "n": int(n),
+    }
+
+
+def majority_accuracy(train_target: np.ndarray, target: np.ndarray) -> float | None:
+    """Accuracy of always predicting the most frequent training class (the first on a tie); None without rows."""
+    if len(target) == 0 or len(train_target) == 0:
+        return None
+    values, counts = np.unique(np.asarray(train_target), return_counts=True)
+    return float(np.mean(np.asarray(target) == values[np.argmax(counts)]))
+
+
+def _class_indices(rows: pl.DataFrame, classes: list[str]) -> np.ndarray:
+    index = {name: k for k, name in enumerate(classes)}
+    return np.array([index[name] for name in rows.get_column("target").to_list()], dtype=np.int64)
+
+
+def _multiclass_fold_metrics(rows: pl.DataFrame, classes: list[str], train_target: np.ndarray) -> dict[str, Any]:
+    target = _class_indices(rows, classes)
+    probabilities = rows.select([f"p_{name}" for name in classes]).to_numpy().astype(np.float64).reshape(len(target), -1)
+    metrics = multiclass_metrics(target, probabilities, classes)
+    metrics["majority_accuracy"] = majority_accuracy(train_target, target)
+    return metrics
+
+
 def _task_fold_metrics(rows: pl.DataFrame, task_type: str) -> dict[str, Any]:
     target, prediction = rows.get_column("target").to_numpy(), rows.get_column("prediction").to_numpy()
     if task_type == "classification":
@@ -97,12 +162,25 @@ def _mean_over_tasks(per_task: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def evaluate(predictions: pl.DataFrame, tasks: list[str], task_type: str) -> dict[str, Any]:
+def evaluate(predictions: pl.DataFrame, tasks: list[str], task_type: str,
+             classes: list[str] | None = None) -> dict[str, Any]:
     """Metrics of a ``task, split, target, prediction[, cliff_mol]`` table.
 
     Returns ``{fold: metrics}`` for train/val/test (the single task's, or the mean over
     tasks) plus ``per_task: {task: {fold: metrics}}`` when there are several tasks.
+    Multiclass (one task): ``target`` holds class names and ``p_<class>`` the probabilities of
+    ``classes``; each fold also gets ``majority_accuracy``, the accuracy of always predicting
+    the training fold's most frequent class (the baseline to beat).
     """
+    if task_type == "multiclass":
+        if classes is None or len(tasks) != 1:
+            raise ValueError(f"multiclass evaluation needs the class names and one task (got {tasks})")
+        rows = predictions.filter(pl.col("task") == tasks[0])
+        train_target = _class_indices(rows.filter(pl.col("split") == "train"), classes)
+        out = {"task_type": task_type, "tasks": tasks, "classes": classes}
+        for fold in FOLDS:
+            out[fold] = _multiclass_fold_metrics(rows.filter(pl.col("split") == fold), classes, train_target)
+        return out
     per_task = {
         task: {
             fold: _task_fold_metrics(predictions.filter((pl.col("task") == task) & (pl.col("split") == fold)), task_type)
@@ -119,6 +197,6 @@ def evaluate(predictions: pl.DataFrame, tasks: list[str], task_type: str) -> dic
 
 
 def objective(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The validation metric a sweep optimizes: RMSE (minimize) or ROC-AUC (maximize)."""
+    """The validation metric a sweep optimizes: RMSE (minimize), ROC-AUC or multiclass macro ROC-AUC (maximize)."""
     name, direction = OBJECTIVES[metrics["task_type"]]
     return {"name": f"val/{name}", "direction": direction, "value": metrics["val"][name]}

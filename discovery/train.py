@@ -8,6 +8,12 @@ tools), ``data_report.json``, ``predictions.parquet``, ``metrics.json``, ``check
 and, for the neural models, ``learning_curve.png`` and the per-epoch losses the logger keeps
 (``logger=csv``: ``metrics_log.csv``). The app returns the validation metric (for sweeps).
 
+Task types (``data.task_type``): regression, binary classification (0/1 labels) and
+multiclass (one label column of class names, e.g. ``data=atc_main_group``: the ATC main
+group of approved drugs). A multiclass ``predictions.parquet`` has ``target`` and
+``prediction`` as class names, ``probability`` of the predicted class and one ``p_<class>``
+probability column per class; ``ecfp_svr`` is regression only.
+
 Examples::
 
     python -m discovery.train                                        # D-MPNN on ESOL, random split
@@ -16,6 +22,7 @@ Examples::
     python -m discovery.train -m seed=0,1,2 model=gin,dmpnn
     python -m discovery.train ensemble=5
     python -m discovery.train data=kiba_sample model=graphdta split=cold_target
+    python -m discovery.train data=atc_main_group model=ecfp_rf
 """
 
 from __future__ import annotations
@@ -103,10 +110,15 @@ def fit_ensemble(
     inputs = model_inputs(cls.input_kind, dataset.features)
     hparams = {**OmegaConf.to_container(cfg.model.hparams, resolve=True), "n_tasks": len(dataset.tasks),
                **input_dims(cls.input_kind, inputs, dataset.views)}
+    multiclass = dataset.task_type == "multiclass"
     fingerprints = None
     if issubclass(cls, ClassicalModel):
         hparams["task_type"] = dataset.task_type
+        if multiclass:
+            hparams["n_classes"] = len(dataset.classes)
         fingerprints = fingerprint_array(inputs)
+    elif multiclass:  # a neural model's head has one output per task; here the single task has one per class
+        hparams["n_tasks"] = len(dataset.classes)
     trainer: TrainerConfig = instantiate(cfg.trainer)
     if trainer.num_threads:
         torch.set_num_threads(trainer.num_threads)
@@ -118,7 +130,7 @@ def fit_ensemble(
         fitted.append(info)
     predictor = Predictor(cfg.model.name, members, dataset.tasks, dataset.task_type, scaler, dataset.view,
                           instantiate(cfg.standardizer), trainer.eval_batch_size, trainer.device,
-                          dataset.views.get("protein"))
+                          dataset.views.get("protein"), dataset.classes)
     return predictor, fitted, inputs
 
 
@@ -126,27 +138,39 @@ def fold_predictions(predictor: Predictor, dataset: MoleculeDataset, split: Spli
     """Every label with its fold and the predictor's mean (and std) for it (``inputs``: the model inputs per row).
 
     Columns: ``inchikey, smiles[, protein_id], task, split, target, prediction[, std][, cliff_mol], measurements``.
+    Multiclass: ``target`` and ``prediction`` are class names, and ``probability`` (of the predicted class)
+    and ``p_<class>`` (one per class) follow ``prediction``; ``std`` is that of the predicted class's probability.
     """
     labels = dataset.labels.drop("split", strict=False).with_columns(
         pl.Series("fold", split.assignment[dataset.label_cells()], dtype=pl.Int8)
     )
+    multiclass = dataset.task_type == "multiclass"
+    class_columns: list[str] = []
+    if multiclass:
+        labels = labels.with_columns(pl.col("target").cast(pl.Int64).replace_strict(
+            list(range(len(dataset.classes))), dataset.classes, return_dtype=pl.String))
+        class_columns = ["probability", *[f"p_{name}" for name in dataset.classes]]
     frames = []
     for code, fold in enumerate(FOLDS):
         rows = split.rows(fold)
         mean, std = predictor.predict_examples([inputs[row] for row in rows])
-        grid = pl.DataFrame({
-            "row": np.repeat(rows, len(dataset.tasks)),
-            "task": dataset.tasks * len(rows),
-            "prediction": mean.reshape(-1),
-            "std": std.reshape(-1),
-        })
+        if multiclass:
+            grid = pl.DataFrame([pl.Series("row", rows, dtype=pl.Int64), pl.Series("task", dataset.tasks * len(rows)),
+                                 *predictor.class_columns(mean, std)])
+        else:
+            grid = pl.DataFrame({
+                "row": np.repeat(rows, len(dataset.tasks)),
+                "task": dataset.tasks * len(rows),
+                "prediction": mean.reshape(-1),
+                "std": std.reshape(-1),
+            })
         frames.append(labels.filter(pl.col("fold") == code).join(grid, on=["row", "task"], how="left").with_columns(
             pl.lit(fold).alias("split")
         ))
     predictions = pl.concat(frames).join(dataset.molecules, on="row")
     columns = ["inchikey", "smiles", *(["protein_id"] if "protein_id" in predictions.columns else []),
-               "task", "split", "target", "prediction",
-               *(["std"] if len(predictor.members) > 1 else []),
+               "task", "split", "target", "prediction", *class_columns[:1],
+               *(["std"] if len(predictor.members) > 1 else []), *class_columns[1:],
                *(["cliff_mol"] if "cliff_mol" in predictions.columns else []), "measurements"]
     return predictions.select(columns)
 
@@ -173,7 +197,7 @@ def run_training(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     predictor, fitted, inputs = fit_ensemble(cfg, dataset, split, masks, logger)
     predictions = fold_predictions(predictor, dataset, split, inputs)
     write_parquet_atomic(predictions, out_dir / "predictions.parquet")
-    metrics = evaluate(predictions, dataset.tasks, dataset.task_type)
+    metrics = evaluate(predictions, dataset.tasks, dataset.task_type, dataset.classes)
     metrics["objective"] = objective(metrics)
     metrics["labels_per_fold"] = labels_per_fold
     metrics["training"] = [{key: value for key, value in info.items() if key != "history"} for info in fitted]

@@ -2,7 +2,8 @@
 
 Targets are a ``(molecules, tasks)`` matrix with a boolean mask of the labels that count,
 so missing labels (multitask) and labels of other folds never enter a loss. Regression
-uses MSE on standardized targets, binary classification BCE on logits.
+uses MSE on standardized targets, binary classification BCE on logits, multiclass
+cross-entropy on ``(molecules, classes)`` logits against a ``(molecules, 1)`` class-index target.
 """
 
 from __future__ import annotations
@@ -66,8 +67,16 @@ def resolve_device(device: str) -> torch.device:
 
 
 def masked_loss(outputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, task_type: str) -> torch.Tensor:
-    """Mean loss over the labelled entries (``mask`` True) of ``(molecules, tasks)`` tensors; 0 if none."""
+    """Mean loss over the labelled entries (``mask`` True) of ``(molecules, tasks)`` tensors; 0 if none.
+
+    ``multiclass``: ``outputs`` are ``(molecules, classes)`` logits of the single task, ``targets``
+    and ``mask`` ``(molecules, 1)`` class indices and flags; the loss is the cross-entropy.
+    """
     targets = torch.where(mask, targets, torch.zeros_like(targets))  # NaN * 0 would still be NaN
+    if task_type == "multiclass":
+        losses = nn.functional.cross_entropy(outputs, targets[:, 0].long(), reduction="none")
+        weights = mask[:, 0].to(losses.dtype)
+        return (losses * weights).sum() / weights.sum().clamp(min=1.0)
     if task_type == "classification":
         losses = nn.functional.binary_cross_entropy_with_logits(outputs, targets, reduction="none")
     else:

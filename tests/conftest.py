@@ -36,3 +36,14 @@ def mlflow_db(mlflow_template) -> Callable[[Path], Path]:
         return Path(shutil.copy(mlflow_template, run_dir / "mlflow.db"))
 
     return place
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tests run two per core pair (pytest -n 2); more torch threads only fight each other."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -18,13 +18,7 @@ from discovery.models.dmpnn import DMPNN, DirectedMessagePassing, reverse_edge_i
 from discovery.trainer import TrainerConfig, fit, labelled_examples, lr_schedule, masked_loss, predict_outputs
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tests run two per core pair (pytest -n 2); more torch threads only fight each other."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _inputs(store, smiles, kind="graph"):

@@ -6,7 +6,9 @@ training and after loading a checkpoint, so the two give identical numbers and a
 checkpoint is just ``weights.pt`` tensors read with ``torch.load(weights_only=True)``.
 
 Multitask data with missing labels is handled by one estimator per task, fit on the
-molecules labelled for that task.
+molecules labelled for that task. Multiclass data (one task, ``n_classes`` classes, labels
+are class indices) is supported by the random forest only: its leaves hold class
+probabilities and it predicts ``(molecules, n_classes)``.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ class ClassicalModel:
 
     input_kind = "fingerprint"
 
-    def __init__(self, n_tasks: int, in_dim: int, task_type: str = "regression") -> None:
-        self.n_tasks, self.in_dim, self.task_type = n_tasks, in_dim, task_type
+    def __init__(self, n_tasks: int, in_dim: int, task_type: str = "regression", n_classes: int | None = None) -> None:
+        if task_type == "multiclass" and (n_tasks != 1 or not n_classes or n_classes < 2):
+            raise ValueError(f"multiclass needs one task and n_classes >= 2, got n_tasks={n_tasks}, n_classes={n_classes}")
+        self.n_tasks, self.in_dim, self.task_type, self.n_classes = n_tasks, in_dim, task_type, n_classes
         self.tasks: list[dict[str, np.ndarray]] = []
 
     def fit(
@@ -56,10 +60,13 @@ class ClassicalModel:
         raise NotImplementedError
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """``(molecules, n_tasks)`` float64 predictions (probabilities for classification)."""
+        """``(molecules, n_tasks)`` float64 predictions (probabilities for classification);
+        multiclass: ``(molecules, n_classes)`` class probabilities."""
         if x.shape[1] != self.in_dim:
             raise ValueError(f"{self.name} was trained on {self.in_dim}-wide fingerprints, got {x.shape[1]}")
         x = x.astype(np.float64)
+        if self.task_type == "multiclass":
+            return self.predict_task(self.tasks[0], x)
         return np.stack([self.predict_task(params, x) for params in self.tasks], axis=1)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -87,11 +94,12 @@ class FingerprintSVR(ClassicalModel):
 
     def __init__(
         self, n_tasks: int, in_dim: int, task_type: str = "regression", c_grid: Sequence[float] = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0),
-        epsilon: float = 0.1, gamma: str | float = "scale",
+        epsilon: float = 0.1, gamma: str | float = "scale", n_classes: int | None = None,
     ) -> None:
-        super().__init__(n_tasks, in_dim, task_type)
         if task_type != "regression":
-            raise ValueError("ecfp_svr is regression only; use ecfp_rf or ecfp_mlp for classification")
+            raise ValueError(f"ecfp_svr is regression only (got task_type={task_type!r}); use ecfp_rf or ecfp_mlp "
+                             "for classification (binary or multiclass)")
+        super().__init__(n_tasks, in_dim, task_type, n_classes)
         self.hparams = hyperparameters(locals())
         self.c_grid, self.epsilon, self.gamma = list(c_grid), epsilon, gamma
 
@@ -127,20 +135,23 @@ class FingerprintSVR(ClassicalModel):
 class FingerprintRandomForest(ClassicalModel):
     """Random forest; stored per task as the concatenated node arrays of all trees.
 
-    Regression leaves hold the mean target, classification leaves the fraction of positives.
+    Regression leaves hold the mean target, classification leaves the fraction of positives,
+    multiclass leaves a row of ``n_classes`` class probabilities (``value`` is ``(nodes, n_classes)``;
+    a class missing from the training labels gets probability 0 everywhere).
     """
 
     def __init__(
         self, n_tasks: int, in_dim: int, task_type: str = "regression", n_estimators: int = 500,
         max_features: float | str = 0.33, min_samples_leaf: int = 1, n_jobs: int | None = None,
+        n_classes: int | None = None,
     ) -> None:
-        super().__init__(n_tasks, in_dim, task_type)
+        super().__init__(n_tasks, in_dim, task_type, n_classes)
         self.hparams = hyperparameters(locals())
         self.forest_params = {"n_estimators": n_estimators, "max_features": max_features,
                               "min_samples_leaf": min_samples_leaf, "n_jobs": n_jobs}
 
     def fit_task(self, x, y, x_val, y_val, seed):
-        if self.task_type == "classification":
+        if self.task_type in ("classification", "multiclass"):
             if len(np.unique(y)) < 2:
                 raise ValueError("ecfp_rf: a task's training labels hold a single class")
             forest = RandomForestClassifier(random_state=seed, **self.forest_params).fit(x, y.astype(int))
@@ -159,7 +170,12 @@ class FingerprintRandomForest(ClassicalModel):
             parts["threshold"].append(tree.threshold.astype(np.float64))
             parts["left"].append(np.where(leaf, -1, tree.children_left + offset).astype(np.int64))
             parts["right"].append(np.where(leaf, -1, tree.children_right + offset).astype(np.int64))
-            if self.task_type == "classification":
+            if self.task_type == "multiclass":
+                counts = tree.value[:, 0, :]
+                probabilities = np.zeros((tree.node_count, self.n_classes))
+                probabilities[:, forest.classes_.astype(np.int64)] = counts / counts.sum(1, keepdims=True)
+                parts["value"].append(probabilities)
+            elif self.task_type == "classification":
                 counts = tree.value[:, 0, :]
                 positive = counts[:, list(estimator.classes_).index(1)]
                 parts["value"].append((positive / counts.sum(1)).astype(np.float64))

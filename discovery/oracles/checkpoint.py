@@ -73,6 +73,8 @@ def checkpoint_oracle(
     from discovery.checkpoint import load_predictor
 
     predictor = load_predictor(path, device=device)
+    if predictor.task_type == "multiclass":  # its outputs are class probabilities, not tasks
+        raise ValueError(f"{path} is a multiclass checkpoint: checkpoint oracles read regression or binary ones")
     if transform is None and predictor.task_type == "regression":
         raise ValueError(f"{path}: a regression checkpoint needs a transform mapping its predictions into [0, 1]")
     if task is None:

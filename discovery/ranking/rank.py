@@ -42,16 +42,26 @@ class RankingModel:
     tasks: list[str]
     training_bits: np.ndarray
     min_similarity: float = 0.3
+    class_name: str | None = None  # multiclass checkpoints: the class whose probability is the prediction
 
     @classmethod
     def load(cls, spec: Mapping[str, Any], store: FeatureStore, view: FeatureView = ECFP4,
              min_similarity: float = 0.3) -> RankingModel:
-        """From ``{path, name, task?}``: ``path`` is a train run folder or its ``checkpoint/``; a candidate is in
-        the model's domain when its max Tanimoto to the training fold is at least ``min_similarity``."""
+        """From ``{path, name, task?, class?}``: ``path`` is a train run folder or its ``checkpoint/``; a candidate is
+        in the model's domain when its max Tanimoto to the training fold is at least ``min_similarity``. A multiclass
+        checkpoint needs ``class``: its prediction column is the probability of that class (no std column)."""
         predictor = load_predictor(spec["path"])
         tasks = [select_task(predictor.tasks, spec["task"])] if spec.get("task") else predictor.tasks
+        class_name = spec.get("class")
+        if predictor.task_type == "multiclass":
+            if class_name is None or str(class_name) not in predictor.classes:
+                raise ValueError(f"checkpoint {spec['path']} is multiclass: name the class to score with, "
+                                 f"class=<one of {predictor.classes}> (got {class_name!r})")
+            class_name = str(class_name)
+        elif class_name is not None:
+            raise ValueError(f"checkpoint {spec['path']} is {predictor.task_type}: class= is for multiclass checkpoints")
         _, bits = training_fingerprints(run_dir_of(spec["path"]), store, view)
-        return cls(spec["name"], predictor, tasks, bits, min_similarity)
+        return cls(spec["name"], predictor, tasks, bits, min_similarity, class_name)
 
     def column(self, prefix: str, task: str) -> str:
         """``pred_<name>`` for one task, ``pred_<name>_<task>`` when several are kept."""
@@ -67,6 +77,9 @@ class RankingModel:
                                                              "smiles", "error"), store)
         else:
             long = self.predictor.predict(keyed.get_column("input_smiles").to_list(), store)
+        if self.class_name is not None:  # multiclass: one row per input, the chosen class's probability
+            probability = long.get_column(f"p_{self.class_name}").cast(pl.Float64)
+            return pl.DataFrame([probability.alias(f"pred_{self.name}")]), long.get_column("error").to_list()
         width = len(self.predictor.tasks)
         errors = long.get_column("error").gather_every(width).to_list()
         columns = []

@@ -26,7 +26,8 @@ def run_dir_of(checkpoint: str | Path) -> Path:
 
 
 def fold_labels(run_dir: Path, fold: str) -> pl.DataFrame:
-    """``row, task`` of every label in ``fold`` of a train run (``data.parquet`` + ``splits.json``)."""
+    """``row, task, target`` of every label in ``fold`` of a train run (``data.parquet`` + ``splits.json``);
+    ``target`` is float, or the class name for a multiclass run."""
     data = read_table(run_dir / "data.parquet")
     require_columns(data, ["row", "inchikey", "smiles"], str(run_dir / "data.parquet"))
     splits = json.loads((run_dir / "splits.json").read_text())
@@ -35,7 +36,8 @@ def fold_labels(run_dir: Path, fold: str) -> pl.DataFrame:
     for task in tasks:
         rows = splits["per_task"][task][fold] if "per_task" in splits else splits["folds"][fold]
         labelled = data[rows].filter(pl.col(task).is_not_null())
-        frames.append(labelled.select("row", pl.lit(task).alias("task"), pl.col(task).cast(pl.Float64).alias("target")))
+        target = pl.col(task) if data.schema[task] == pl.String else pl.col(task).cast(pl.Float64)
+        frames.append(labelled.select("row", pl.lit(task).alias("task"), target.alias("target")))
     return pl.concat(frames)
 
 
