@@ -19,12 +19,26 @@ Writes ``person_synthetic.parquet``, ``condition_occurrence_synthetic.parquet``,
 ``drug_source_value`` holds the catalog ``drug_id`` (``drug_concept_id`` = 0: no OMOP
 concept); two extra columns beyond OMOP, ``course_id`` and
 ``indication_condition_occurrence_id``, make the invariants checkable.
+
+Chunked generation, bounded memory: patients are simulated in chunks of ``chunk_size``
+(default 100,000; null = one chunk), each chunk independently with its own RNG,
+``SeedSequence(seed).spawn(1 + n_chunks)`` (child 0 orders the catalog drugs within
+their classes, child ``1 + i`` draws chunk ``i``). Each chunk is appended to the three
+files as row groups (``pyarrow.parquet.ParquetWriter`` on temp files renamed into place
+only when every chunk is written: a failed run leaves no partial file), so peak memory
+follows the chunk, not the cohort (1M patients: about 1 GB instead of about 8 GB).
+person_id, condition_occurrence_id, drug_exposure_id and course_id are numbered across
+chunks (globally unique, in the same order as one whole-cohort sort). The output is
+deterministic for a given (seed, chunk_size, parameters); changing ``chunk_size``
+changes the draw (other patients, same distributions), as does changing ``seed``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from functools import partial
@@ -34,11 +48,12 @@ from typing import Any
 import hydra
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from featurestore.datasets import dataset_path, load_dataset
-from featurestore.io import write_json_atomic, write_parquet_atomic
+from featurestore.io import atomic_path, write_json_atomic
 from featurestore.provenance import run_record
 
 CONDITION_ATC = Path(__file__).resolve().parent / "data" / "condition_atc.csv"
@@ -55,6 +70,7 @@ SIDECAR = "synthetic_generator.json"
 ACUTE_DAYS = 7  # an acute episode's condition_end_date, days after its start
 EPOCH = date(1970, 1, 1)
 YEAR = 365.25
+DEFAULT_CHUNK_SIZE = 100_000  # patients per chunk when the parameters name none
 
 
 def load_condition_atc(path: str | Path | None = None) -> pl.DataFrame:
@@ -94,7 +110,7 @@ def validate_condition_atc(mapping: pl.DataFrame, drugs: pl.DataFrame, condition
 
 @dataclass
 class SyntheticOMOP:
-    """The three synthetic OMOP tables plus the mapping validation report."""
+    """The three synthetic OMOP tables (a whole cohort or one chunk of it) plus the mapping validation report."""
 
     person: pl.DataFrame
     condition_occurrence: pl.DataFrame
@@ -162,7 +178,9 @@ def _day(text: str) -> int:
     return (date.fromisoformat(str(text)) - EPOCH).days
 
 
-def _people(rng: np.random.Generator, n: int, start: int, population: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def _people(
+    rng: np.random.Generator, n: int, start: int, population: Mapping[str, Any], first_id: int = 1,
+) -> dict[str, np.ndarray]:
     ages = np.arange(population["age_max"] + 1)
     # Flat to 55, then the elderly thin out (roughly a European age pyramid).
     weights = np.where(ages < 55, 1.0, np.exp(-(ages - 55) / 15.0))
@@ -170,7 +188,7 @@ def _people(rng: np.random.Generator, n: int, start: int, population: Mapping[st
     birth = start - (age * YEAR).astype(np.int64) - rng.integers(0, 365, size=n)
     female = rng.random(n) < population["female_share"]
     latent = rng.normal(0.0, population["comorbidity_sd"], size=n)
-    return {"person_id": np.arange(1, n + 1), "birth": birth, "female": female, "latent": latent}
+    return {"person_id": np.arange(first_id, first_id + n), "birth": birth, "female": female, "latent": latent}
 
 
 def _chronic_diagnoses(
@@ -264,40 +282,110 @@ def _refills(
     return {"line": line[kept], "start": start[kept], "supply": supply[line[kept]]}, last_end
 
 
-def simulate(params: Mapping[str, Any], drugs: pl.DataFrame, mapping: pl.DataFrame | None = None) -> SyntheticOMOP:
-    """Generate the synthetic OMOP tables (deterministic given ``params['seed']``)."""
-    rng = np.random.default_rng(params["seed"])
+def chunk_sizes(n_patients: int, chunk_size: int | None = DEFAULT_CHUNK_SIZE) -> list[int]:
+    """Patients per chunk: full chunks of ``chunk_size``, then the rest (``chunk_size`` None = one chunk)."""
+    if int(n_patients) < 1:
+        raise ValueError(f"n_patients must be >= 1, not {n_patients}")
+    if chunk_size is not None and int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be >= 1 or null (one chunk), not {chunk_size}")
+    n, size = int(n_patients), int(chunk_size or n_patients)
+    return [min(size, n - first) for first in range(0, n, size)]
+
+
+@dataclass
+class _Setup:
+    """What every chunk shares: parameters, the validated mapping, the class sampler, the window."""
+
+    chronic: Mapping[str, Any]
+    acute: Mapping[str, Any]
+    treatment: Mapping[str, Any]
+    population: Mapping[str, Any]
+    conditions: list[str]
+    sampler: _ClassSampler
+    role: dict[str, list[np.ndarray]]
+    start: int
+    end: int
+    report: dict[str, Any]
+
+
+def simulate_chunks(
+    params: Mapping[str, Any], drugs: pl.DataFrame, mapping: pl.DataFrame | None = None,
+) -> Iterator[SyntheticOMOP]:
+    """Yield the cohort chunk by chunk (``params['chunk_size']`` patients each; ids numbered across chunks).
+
+    Deterministic given (seed, chunk_size, parameters): chunk ``i`` draws from
+    ``SeedSequence(seed).spawn(1 + n_chunks)[1 + i]``, so a chunk does not depend on the
+    chunks before it except through the id offsets. Only one chunk is alive at a time
+    as long as the caller drops each before asking for the next.
+    """
+    sizes = chunk_sizes(params["n_patients"], params.get("chunk_size", DEFAULT_CHUNK_SIZE))
+    catalog_seed, *chunk_seeds = np.random.SeedSequence(params["seed"]).spawn(1 + len(sizes))
     mapping = load_condition_atc() if mapping is None else mapping
     chronic, acute, treatment = params["chronic"], params["acute"], params["treatment"]
     conditions = [*chronic, *acute]
     report = validate_condition_atc(mapping, drugs, conditions)
-    sampler = _ClassSampler(rng, drugs, mapping, params["zipf_exponent"])
-    role = _role_classes(mapping, conditions, sampler.classes)
-    start, end = _day(params["start_date"]), _day(params["end_date"])
-    people = _people(rng, params["n_patients"], start, params["population"])
+    sampler = _ClassSampler(np.random.default_rng(catalog_seed), drugs, mapping, params["zipf_exponent"])
+    setup = _Setup(chronic, acute, treatment, params["population"], conditions, sampler,
+                   _role_classes(mapping, conditions, sampler.classes),
+                   _day(params["start_date"]), _day(params["end_date"]), report)
+    first = {"person": 1, "occurrence": 1, "course": 1, "exposure": 1}  # the next chunk's first ids
+    for size, seed in zip(sizes, chunk_seeds):
+        chunk, courses = _simulate_chunk(np.random.default_rng(seed), size, first, setup)
+        first = {"person": first["person"] + size,
+                 "occurrence": first["occurrence"] + chunk.condition_occurrence.height,
+                 "course": first["course"] + courses, "exposure": first["exposure"] + chunk.drug_exposure.height}
+        yield chunk
+        del chunk  # not alive while the next chunk is drawn
+
+
+def simulate(params: Mapping[str, Any], drugs: pl.DataFrame, mapping: pl.DataFrame | None = None) -> SyntheticOMOP:
+    """The whole cohort in memory: the chunks of ``simulate_chunks`` concatenated (same rows as the files).
+
+    For large cohorts write ``simulate_chunks(...)`` with ``write_synthetic`` instead (bounded memory).
+    """
+    chunks = list(simulate_chunks(params, drugs, mapping))
+    if len(chunks) == 1:
+        return chunks[0]
+    tables = {name: pl.concat([c.tables()[name] for c in chunks], rechunk=True) for name in FILES}
+    return SyntheticOMOP(**tables, mapping_report=chunks[0].mapping_report)
+
+
+def _simulate_chunk(
+    rng: np.random.Generator, n: int, first: Mapping[str, int], setup: _Setup,
+) -> tuple[SyntheticOMOP, int]:
+    """One chunk of ``n`` patients with ids from ``first``; also the number of courses it used."""
+    chronic, acute, treatment, role, sampler = setup.chronic, setup.acute, setup.treatment, setup.role, setup.sampler
+    start, end = setup.start, setup.end
+    people = _people(rng, n, start, setup.population, first["person"])
 
     chronic_dx = _chronic_diagnoses(rng, people, chronic, treatment, start, end)
     acute_dx = _acute_episodes(rng, people, acute, start, end, offset=len(chronic))
     dx = {k: np.concatenate([chronic_dx[k], acute_dx[k]]) for k in chronic_dx}
+    del chronic_dx, acute_dx
     order = np.lexsort((dx["condition"], dx["day"], dx["person"]))
     dx = {k: v[order] for k, v in dx.items()}
     # Two episodes of one condition on the same day are one episode.
     repeat = np.zeros(len(order), dtype=bool)
     repeat[1:] = np.all([(v[1:] == v[:-1]) for v in (dx["person"], dx["day"], dx["condition"])], axis=0)
     dx = {k: v[~repeat] for k, v in dx.items()}
-    dx["occurrence_id"] = np.arange(1, len(dx["day"]) + 1)
+    dx["occurrence_id"] = np.arange(first["occurrence"], first["occurrence"] + len(dx["day"]))
+    dx["person_id"] = people["person_id"][dx["person"]]
     is_chronic = dx["condition"] < len(chronic)
 
     chronic_ex = _chronic_courses(rng, dx, np.flatnonzero(is_chronic), chronic, treatment, role, sampler, start, end)
+    first_acute = int(chronic_ex["course"].max(initial=-1)) + 1
     acute_ex = _acute_courses(rng, dx, np.flatnonzero(~is_chronic), acute, treatment, role, sampler, end,
-                              offset=len(chronic), first_course=int(chronic_ex["course"].max(initial=-1)) + 1)
+                              offset=len(chronic), first_course=first_acute)
+    courses = first_acute + len(acute_ex["course"])
     ex = {key: np.concatenate([chronic_ex[key], acute_ex[key]]) for key in chronic_ex}
-    return SyntheticOMOP(
-        _person_table(people),
-        _condition_table(dx, np.array([spec["concept_id"] for spec in [*chronic.values(), *acute.values()]]),
-                         np.array(conditions), np.array([0] * len(chronic) + [ACUTE_DAYS] * len(acute))),
-        _drug_table(ex, dx, sampler), report,
-    )
+    del chronic_ex, acute_ex
+    ex["course"] += first["course"]
+    person = _person_table(people)
+    del people
+    conditions = _condition_table(
+        dx, np.array([spec["concept_id"] for spec in [*chronic.values(), *acute.values()]]),
+        np.array(setup.conditions), np.array([0] * len(chronic) + [ACUTE_DAYS] * len(acute)))
+    return SyntheticOMOP(person, conditions, _drug_table(ex, dx, sampler, first["exposure"]), setup.report), courses
 
 
 def _chronic_courses(
@@ -306,7 +394,7 @@ def _chronic_courses(
 ) -> dict[str, np.ndarray]:
     """Dispensings of chronic treatment: first line (or an alternative), add-on escalation, switches.
 
-    Courses are numbered from 0 in ``course``; ``occurrence`` indexes ``dx``.
+    Courses are numbered from 0 in ``course`` (within the chunk); ``occurrence`` indexes ``dx``.
     """
     pick = partial(_param, chronic, treatment)
     treated = diagnoses[rng.random(len(diagnoses)) < pick("treated")[dx["condition"][diagnoses]]]
@@ -403,7 +491,7 @@ def _condition_table(dx: dict[str, np.ndarray], concept_ids: np.ndarray, names: 
     """CONDITION_OCCURRENCE; chronic conditions have no end date, acute episodes end after ``acute_days``."""
     k = dx["condition"]
     return pl.DataFrame({
-        "condition_occurrence_id": dx["occurrence_id"], "person_id": dx["person"] + 1,
+        "condition_occurrence_id": dx["occurrence_id"], "person_id": dx["person_id"],
         "condition_concept_id": concept_ids[k], "condition_start_date": _dates(dx["day"]),
         "condition_end_date": _dates(dx["day"] + acute_days[k]), "condition_type_concept_id": CONDITION_TYPE_EHR,
         "visit_occurrence_id": pl.Series([None] * len(k), dtype=pl.Int64),
@@ -411,37 +499,93 @@ def _condition_table(dx: dict[str, np.ndarray], concept_ids: np.ndarray, names: 
     }).with_columns(pl.when(pl.lit(acute_days[k] > 0)).then(pl.col("condition_end_date")).alias("condition_end_date"))
 
 
-def _drug_table(ex: dict[str, np.ndarray], dx: dict[str, np.ndarray], sampler: _ClassSampler) -> pl.DataFrame:
-    """DRUG_EXPOSURE sorted by person, start and drug; ids numbered in that order."""
+def _drug_table(
+    ex: dict[str, np.ndarray], dx: dict[str, np.ndarray], sampler: _ClassSampler, first_id: int = 1,
+) -> pl.DataFrame:
+    """DRUG_EXPOSURE sorted by person, start and drug; ids numbered from ``first_id`` in that order."""
     occurrence = ex["occurrence"]
     table = pl.DataFrame({
-        "person_id": dx["person"][occurrence] + 1, "drug_concept_id": 0,
+        "person_id": dx["person_id"][occurrence], "drug_concept_id": 0,
         "drug_source_value": sampler.drug_ids(ex["klass"], ex["rank"]),
         "drug_exposure_start_date": _dates(ex["start"]),
         "drug_exposure_end_date": _dates(ex["start"] + ex["supply"] - 1),
         "days_supply": ex["supply"], "quantity": (ex["supply"] * ex["doses"]).astype(np.float64),
         "drug_type_concept_id": DRUG_TYPE_PRESCRIPTION,
         "visit_occurrence_id": pl.Series([None] * len(occurrence), dtype=pl.Int64),
-        "course_id": ex["course"] + 1, "indication_condition_occurrence_id": dx["occurrence_id"][occurrence],
+        "course_id": ex["course"], "indication_condition_occurrence_id": dx["occurrence_id"][occurrence],
         "synthetic": True,
     }).sort("person_id", "drug_exposure_start_date", "drug_source_value", "course_id")
-    return table.select(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("drug_exposure_id"), pl.all())
+    ids = pl.int_range(first_id, pl.len() + first_id, dtype=pl.Int64)
+    return table.select(ids.alias("drug_exposure_id"), pl.all())
 
 
-def write_synthetic(data: SyntheticOMOP, out_dir: str | Path, params: Mapping[str, Any]) -> list[Path]:
-    """Write the three tables and the JSON sidecar atomically; return the paths."""
+class _ParquetAppender:
+    """Appends frames to one parquet file as row groups (zstd level 3, as ``write_parquet_atomic``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.writer = path, None
+
+    def append(self, frame: pl.DataFrame) -> None:
+        table = frame.to_arrow()
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, table.schema, compression="zstd", compression_level=3)
+        else:
+            table = table.cast(self.writer.schema)  # e.g. a chunk without any row of a string column
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+@contextlib.contextmanager
+def _appenders(out_dir: Path) -> Iterator[dict[str, _ParquetAppender]]:
+    """One appender per table on a temp file; all renamed into place on success, all deleted on error."""
+    with contextlib.ExitStack() as stack:
+        writers = {name: _ParquetAppender(stack.enter_context(atomic_path(out_dir / file)))
+                   for name, file in FILES.items()}
+        try:
+            yield writers
+        finally:
+            for writer in writers.values():
+                writer.close()
+        if any(writer.writer is None for writer in writers.values()):
+            raise ValueError("no chunk to write")
+
+
+def write_synthetic(
+    data: SyntheticOMOP | Iterable[SyntheticOMOP], out_dir: str | Path, params: Mapping[str, Any],
+) -> list[Path]:
+    """Write the three tables and the JSON sidecar atomically; return the paths.
+
+    ``data``: a whole cohort, or its chunks (``simulate_chunks``), streamed one at a time
+    into one file per table, so memory stays bounded by a chunk. The sidecar comes last.
+    """
     out_dir = Path(out_dir)
-    paths = [write_parquet_atomic(table, out_dir / FILES[name]) for name, table in data.tables().items()]
+    chunks = [data] if isinstance(data, SyntheticOMOP) else data
+    rows = dict.fromkeys(FILES, 0)
+    distinct: set[str] = set()
+    n_chunks, report = 0, {}
+    with _appenders(out_dir) as writers:
+        for chunk in chunks:
+            for name, table in chunk.tables().items():
+                writers[name].append(table)
+                rows[name] += table.height
+            distinct.update(chunk.drug_exposure["drug_source_value"].unique().to_list())
+            n_chunks, report = n_chunks + 1, chunk.mapping_report
+            del chunk, table  # let the generator drop its chunk before drawing the next
     mapping = Path(params.get("mapping") or CONDITION_ATC)
     sidecar = {
         "synthetic": True,
         "description": "SYNTHETIC drug-usage records in OMOP CDM shape; no real patient is behind any row.",
         "generator": "recommend.simulate", "seed": params["seed"], "parameters": dict(params),
-        "tables": {name: {"file": FILES[name], "rows": table.height} for name, table in data.tables().items()},
-        "distinct_drugs": data.drug_exposure["drug_source_value"].n_unique(),
-        "mapping": data.mapping_report,
+        "chunk_size": params.get("chunk_size", DEFAULT_CHUNK_SIZE), "chunks": n_chunks,
+        "tables": {name: {"file": FILES[name], "rows": rows[name]} for name in FILES},
+        "distinct_drugs": len(distinct),
+        "mapping": report,
         "provenance": run_record(params, params["seed"], [mapping, dataset_path("drugs")]),
     }
+    paths = [out_dir / file for file in FILES.values()]
     paths.append(write_json_atomic(out_dir / SIDECAR, sidecar))
     return paths
 
@@ -452,12 +596,13 @@ def main(cfg: DictConfig) -> None:
     out_dir = Path(cfg.out_dir or HydraConfig.get().runtime.output_dir)
     began = time.perf_counter()
     mapping = load_condition_atc(cfg.mapping)
-    data = simulate(params, load_dataset("drugs"), mapping)
-    write_synthetic(data, out_dir, params)
-    rows = ", ".join(f"{name} {table.height:,}" for name, table in data.tables().items())
-    print(f"SYNTHETIC OMOP tables in {out_dir} ({time.perf_counter() - began:.1f} s): {rows}")
-    if data.mapping_report["conditions_without_drugs"]:
-        print(f"conditions without catalog drugs: {data.mapping_report['conditions_without_drugs']}")
+    write_synthetic(simulate_chunks(params, load_dataset("drugs"), mapping), out_dir, params)
+    sidecar = json.loads((out_dir / SIDECAR).read_text())
+    rows = ", ".join(f"{name} {sidecar['tables'][name]['rows']:,}" for name in FILES)
+    print(f"SYNTHETIC OMOP tables in {out_dir} ({time.perf_counter() - began:.1f} s, "
+          f"{sidecar['chunks']} chunk(s)): {rows}")
+    if sidecar["mapping"]["conditions_without_drugs"]:
+        print(f"conditions without catalog drugs: {sidecar['mapping']['conditions_without_drugs']}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""The synthetic OMOP usage simulator: determinism, invariants, realism signals, ingestion."""
+"""The synthetic OMOP usage simulator: determinism, invariants, realism signals, ingestion, chunked writing.
+
+The invariant tests run twice: on one chunk and on chunks smaller than the cohort (``CHUNK``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import sys
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
@@ -17,11 +21,13 @@ from recommend.ingest import load_usage, read_omop_conditions, read_omop_person
 from recommend.interactions import Weighting, build_interactions
 from recommend.mapping import DrugCatalog, map_events
 from recommend.simulate import (
-    FILES, SIDECAR, SyntheticOMOP, load_condition_atc, simulate, validate_condition_atc, write_synthetic,
+    FILES, SIDECAR, SyntheticOMOP, chunk_sizes, load_condition_atc, simulate, simulate_chunks,
+    validate_condition_atc, write_synthetic,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 3_000
+CHUNK = 700  # N = 4 full chunks + one of 200
 
 
 def _compose(name: str, overrides: list[str]) -> dict:
@@ -39,28 +45,34 @@ def drugs() -> pl.DataFrame:
     return load_dataset("drugs")
 
 
-@pytest.fixture(scope="module")
-def data(drugs) -> SyntheticOMOP:
-    return simulate(_params(), drugs)
+@pytest.fixture(scope="module", params=[None, CHUNK], ids=["one_chunk", "chunked"])
+def params(request) -> dict:
+    """The default chunk_size (>= N: one chunk), or CHUNK (several chunks, the last one short)."""
+    return _params() if request.param is None else _params(chunk_size=request.param)
 
 
 @pytest.fixture(scope="module")
-def written(data, tmp_path_factory) -> Path:
+def data(params, drugs) -> SyntheticOMOP:
+    return simulate(params, drugs)
+
+
+@pytest.fixture(scope="module")
+def written(params, drugs, tmp_path_factory) -> Path:
+    """The files as the app writes them: the chunks streamed by ``write_synthetic``."""
     out = tmp_path_factory.mktemp("synthetic")
-    write_synthetic(data, out, _params())
+    write_synthetic(simulate_chunks(params, drugs), out, params)
     return out
 
 
-def test_same_seed_same_tables_other_seed_other_tables(data, drugs):
-    again = simulate(_params(), drugs)
-    other = simulate(_params(seed=1), drugs)
+def test_same_seed_same_tables_other_seed_other_tables(params, data, drugs):
+    again = simulate(params, drugs)
+    other = simulate({**params, "seed": 1}, drugs)
     for name, table in data.tables().items():
         assert table.equals(again.tables()[name]), name
         assert not table.equals(other.tables()[name]), name
 
 
-def test_exposures_respect_birth_diagnosis_window_and_dates(data):
-    params = _params()
+def test_exposures_respect_birth_diagnosis_window_and_dates(params, data):
     ex = data.drug_exposure.join(
         data.person.select("person_id", "birth_datetime"), on="person_id"
     ).join(
@@ -79,8 +91,8 @@ def test_exposures_respect_birth_diagnosis_window_and_dates(data):
     assert (ex["days_supply"] > 0).all() and (ex["quantity"] >= ex["days_supply"]).all()
 
 
-def test_refills_of_a_course_follow_days_supply(data):
-    early = _params()["treatment"]["early_max_days"]
+def test_refills_of_a_course_follow_days_supply(params, data):
+    early = params["treatment"]["early_max_days"]
     courses = data.drug_exposure.sort("course_id", "drug_exposure_start_date").with_columns(
         earliest=(pl.col("drug_exposure_start_date") + pl.duration(days=pl.col("days_supply") - early))
         .shift().over("course_id"),
@@ -116,7 +128,7 @@ def test_every_drug_is_a_catalog_drug_and_mapping_is_valid(data, drugs):
         simulate(_params(n_patients=10), drugs, wrong)
 
 
-def test_everything_is_labelled_synthetic(data, written):
+def test_everything_is_labelled_synthetic(data, written):  # and no temp file is left
     for table in data.tables().values():
         assert table["synthetic"].all()
     files = sorted(p.name for p in written.iterdir())
@@ -171,10 +183,92 @@ def test_recommend_ingests_the_output_through_its_omop_path(written, data, drugs
 def test_hydra_app_writes_the_tables(tmp_path):
     out = tmp_path / "app"
     result = subprocess.run(
-        [sys.executable, "-m", "recommend.simulate", "n_patients=200", "seed=3", f"out_dir={out}",
+        [sys.executable, "-m", "recommend.simulate", "n_patients=200", "chunk_size=64", "seed=3", f"out_dir={out}",
          f"hydra.run.dir={tmp_path / 'hydra'}"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert "SYNTHETIC" in result.stdout
-    assert pl.read_parquet(out / FILES["person"]).height == 200
+    assert "SYNTHETIC" in result.stdout and "4 chunk(s)" in result.stdout
+    assert pl.read_parquet(out / FILES["person"])["person_id"].to_list() == list(range(1, 201))
+    assert sorted(p.name for p in out.iterdir()) == sorted([*FILES.values(), SIDECAR])  # no temp file left
+
+
+# ---------------------------------------------------------------------------------- chunked generation
+def test_chunk_sizes():
+    assert chunk_sizes(N, CHUNK) == [700, 700, 700, 700, 200]
+    assert chunk_sizes(N, N) == chunk_sizes(N, 10 * N) == chunk_sizes(N, None) == [N]
+    assert chunk_sizes(1, CHUNK) == [1]
+    for n, size in ((0, CHUNK), (N, 0), (N, -5)):
+        with pytest.raises(ValueError, match=">= 1"):
+            chunk_sizes(n, size)
+
+
+def test_chunks_are_bounded_and_ids_continue_across_chunks(drugs):
+    chunks = list(simulate_chunks(_params(chunk_size=CHUNK), drugs))
+    assert [c.person.height for c in chunks] == chunk_sizes(N, CHUNK)
+    for column, table in (("person_id", "person"), ("condition_occurrence_id", "condition_occurrence"),
+                          ("drug_exposure_id", "drug_exposure"), ("course_id", "drug_exposure")):
+        ranges = [(getattr(c, table)[column].min(), getattr(c, table)[column].max()) for c in chunks]
+        assert ranges[0][0] == 1 and all(low == high + 1 for (_, high), (low, _) in zip(ranges, ranges[1:])), column
+
+
+def test_ids_are_unique_and_dense_across_the_cohort(data):
+    for table, column in (("person", "person_id"), ("condition_occurrence", "condition_occurrence_id"),
+                          ("drug_exposure", "drug_exposure_id")):
+        ids = getattr(data, table)[column]
+        assert ids.to_list() == list(range(1, ids.len() + 1)), column  # unique, dense, in file order
+    ex = data.drug_exposure
+    courses = ex.group_by("course_id").agg(pl.col("person_id").n_unique(), pl.col("indication_condition_occurrence_id")
+                                           .n_unique().alias("indications"))
+    assert (courses["person_id"] == 1).all() and (courses["indications"] == 1).all()  # no course id reused
+    assert ex["course_id"].min() == 1 and ex["course_id"].max() == courses.height  # every course has a dispensing
+    assert ex.select(pl.col("person_id").is_sorted()).item()  # the whole-cohort sort order, chunks in person order
+    assert data.condition_occurrence.select(pl.col("person_id").is_sorted()).item()
+
+
+def test_files_hold_the_cohort_and_the_sidecar_counts_its_rows(params, data, written):
+    sidecar = json.loads((written / SIDECAR).read_text())
+    assert sidecar["chunks"] == len(chunk_sizes(N, params["chunk_size"]))
+    assert sidecar["parameters"]["chunk_size"] == params["chunk_size"]
+    assert sidecar["distinct_drugs"] == data.drug_exposure["drug_source_value"].n_unique()
+    for name, file in FILES.items():
+        meta = pq.ParquetFile(written / file).metadata
+        assert sidecar["tables"][name] == {"file": file, "rows": meta.num_rows}
+        assert meta.num_row_groups >= sidecar["chunks"]  # appended chunk by chunk
+        assert pl.read_parquet(written / file).equals(data.tables()[name]), name  # streamed == in memory
+
+
+def test_same_seed_and_chunk_size_same_files_other_chunk_size_other_draw(tmp_path, drugs):
+    def files(chunk_size: int, name: str) -> dict[str, bytes]:
+        params = _params(chunk_size=chunk_size)
+        write_synthetic(simulate_chunks(params, drugs), tmp_path / name, params)
+        return {file: (tmp_path / name / file).read_bytes() for file in FILES.values()}
+
+    first = files(CHUNK, "a")
+    assert files(CHUNK, "b") == first  # byte for byte
+    other = files(1_000, "c")
+    assert all(other[file] != first[file] for file in FILES.values())  # chunk_size is part of the draw
+    # A chunk depends on (seed, chunk_size, its index) only: a smaller cohort is a prefix of a larger one.
+    small = simulate(_params(n_patients=2 * CHUNK, chunk_size=CHUNK), drugs)
+    whole = pl.read_parquet(tmp_path / "a" / FILES["person"])
+    assert small.person.equals(whole.head(2 * CHUNK))
+
+
+def test_a_failed_run_leaves_no_partial_or_temp_file(tmp_path, drugs, written):
+    params = _params(chunk_size=CHUNK)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / FILES["person"]).write_bytes(b"earlier run")
+
+    def failing():
+        chunks = simulate_chunks(params, drugs)
+        yield next(chunks)
+        raise RuntimeError("killed mid-run")
+
+    with pytest.raises(RuntimeError, match="killed mid-run"):
+        write_synthetic(failing(), out, params)
+    assert [p.name for p in out.iterdir()] == [FILES["person"]]  # no temp file, no other table, no sidecar
+    assert (out / FILES["person"]).read_bytes() == b"earlier run"  # the earlier file is untouched
+    with pytest.raises(ValueError, match="no chunk"):
+        write_synthetic(iter([]), out, params)
+    assert [p.name for p in out.iterdir()] == [FILES["person"]]
