@@ -15,7 +15,7 @@ from discovery.dta import PairSpec, build_pair_dataset, build_training_set, pair
 from discovery.metrics import concordance_index
 from discovery.splits import ColdSplit, GivenSplit
 from discovery.train import run_training
-from tests.test_train_models import one_thread  # noqa: F401  (autouse: one torch thread per test process)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # one torch thread per test process
 
 REPO = Path(__file__).resolve().parents[1]
 PAIRS = REPO / "tests" / "data" / "dta_pairs.csv"  # 4 ligands x 4 short made-up sequences; P3 val, P4 test

@@ -20,7 +20,7 @@ from discovery.checkpoint import load_predictor
 from discovery.inputs import input_dims, model_inputs
 from discovery.models.cnn import TokenCNNEncoder, pad_tokens
 from discovery.train import run_training
-from tests.test_train_models import one_thread  # noqa: F401  (autouse: one torch thread per test process)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # one torch thread per test process
 
 REPO = Path(__file__).resolve().parents[1]
 
