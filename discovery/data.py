@@ -72,6 +72,11 @@ def class_order(labels: list[str]) -> list[str]:
         return sorted(distinct)
 
 
+def class_names(column: str, classes: list[str]) -> pl.Expr:
+    """``column`` of class indices (a multiclass ``target``) as the class names they point to."""
+    return pl.col(column).cast(pl.Int64).replace_strict(list(range(len(classes))), classes, return_dtype=pl.String)
+
+
 def check_source(spec: Any) -> None:
     """A data spec names a known task type and a shipped dataset or a file (``name, task_type, source, path``)."""
     if spec.task_type not in TASK_TYPES:
@@ -186,8 +191,7 @@ class MoleculeDataset:
         targets = pl.DataFrame(self.target_matrix(), schema=self.tasks, orient="row").fill_nan(None)
         if self.classes is not None:
             targets = targets.with_columns(
-                pl.col(task).cast(pl.Int64).replace_strict(list(range(len(self.classes))), self.classes, return_dtype=pl.String)
-                for task in self.tasks
+                class_names(task, self.classes) for task in self.tasks
             )
         return pl.concat([self.molecules, targets], how="horizontal")
 

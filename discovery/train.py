@@ -47,7 +47,7 @@ from featurestore.runs import flatten
 from featurestore.tracking import TrackingLogger, numbers, start_logger
 
 from discovery.checkpoint import Predictor, TargetScaler
-from discovery.data import MoleculeDataset
+from discovery.data import MoleculeDataset, class_names
 from discovery.dta import build_training_set
 from discovery.inputs import fingerprint_array, input_dims, model_inputs
 from discovery.metrics import evaluate, objective
@@ -147,8 +147,7 @@ def fold_predictions(predictor: Predictor, dataset: MoleculeDataset, split: Spli
     multiclass = dataset.task_type == "multiclass"
     class_columns: list[str] = []
     if multiclass:
-        labels = labels.with_columns(pl.col("target").cast(pl.Int64).replace_strict(
-            list(range(len(dataset.classes))), dataset.classes, return_dtype=pl.String))
+        labels = labels.with_columns(class_names("target", dataset.classes))
         class_columns = ["probability", *[f"p_{name}" for name in dataset.classes]]
     frames = []
     for code, fold in enumerate(FOLDS):
