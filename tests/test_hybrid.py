@@ -122,9 +122,41 @@ def test_settings_out_of_range_and_untunable_folds_fail_clearly(items, annotatio
         build_model({"name": "hybrid", "cold_weight": -1})
     takes = [(p, ATORVA, 1) for p in range(4)]
     with pytest.raises(ValueError, match=r"cannot tune on an inner 'cold_items' fold .* set alpha, cold_weight, "
-                                         r"propagation and prior to fit without tuning"):
+                                         r"propagation and prior and give one behavior model to fit without tuning"):
         _fit(_hybrid(annotations, store), items, _events(items, takes),
              {"name": "cold_items", "fraction": 0.2, "seed": 0})
+
+
+def test_the_behavior_candidate_that_blends_best_on_the_inner_fold_is_used(items, annotations, store,  # noqa: F811
+                                                                           tmp_path):
+    # Lisinopril is what the 15 late patients start; popularity ranks it first, random scores seldom do.
+    takes = ([(p, ATORVA, 1) for p in range(30)] + [(p, LISINOPRIL, 2 if p < 15 else 100) for p in range(30)]
+             + [(30 + k, drug, 1) for k, drug in enumerate((METFORMIN, ASPIRIN, IBUPROFEN, SIMVA))])
+    candidates = [{"name": "random", "seed": 0}, {"name": "popularity"}]
+    hybrid = _hybrid(annotations, store, behavior=candidates, cold_weights=[0.0])
+    _fit(hybrid, items, _events(items, takes), {"name": "time", "quantile": 0.8, "validation_quantile": 0.7})
+    assert hybrid.fitted["behavior"] == 1 and hybrid.behavior_spec == {"name": "popularity"}
+    assert hybrid.params()["behavior"] == candidates
+    hybrid.save(tmp_path / "hybrid")
+    loaded = load_model(tmp_path / "hybrid")
+    assert loaded.behavior_spec == {"name": "popularity"} and type(loaded.behavior).__name__ == "PopularityRecommender"
+    X = sp.csr_matrix(np.eye(1, items.height, ATORVA, dtype=np.float32))
+    np.testing.assert_array_equal(loaded.score(np.array([0]), X), hybrid.score(np.array([0]), X))
+    with pytest.raises(ValueError, match="non-empty list of candidates"):
+        build_model({"name": "hybrid", "behavior": []})
+
+
+@pytest.mark.parametrize("history", ["binary", "weighted"])
+def test_content_scores_come_from_the_drugs_taken_unless_weighted(items, annotations, store, history):  # noqa: F811
+    binary = _matrix(items.height)
+    weighted = binary.multiply(np.arange(1, items.height + 1, dtype=np.float32)[None, :] ** 2).tocsr()
+    context = FitContext(items, pl.Series(range(7)), pl.DataFrame())
+    model = _hybrid(annotations, store, alpha=1.0, cold_weight=1.0, content_history=history).with_context(context)
+    model.fit(weighted)
+    scores = {name: model.score(np.arange(7), X) for name, X in (("binary", binary), ("weighted", weighted))}
+    assert np.array_equal(scores["binary"], scores["weighted"]) == (history == "binary")
+    with pytest.raises(ValueError, match="content_history must be one of"):
+        _hybrid(annotations, store, content_history="recency")
 
 
 @pytest.mark.parametrize("weight", [0.0, 0.3, 5.0])

@@ -1,5 +1,10 @@
 """Hybrid recommender: a behavior model (EASE, ALS, ...) blended with drug content similarity.
 
+``behavior`` is one model spec or a list of candidates (say EASE and popularity): with several,
+the one whose blend scores best on the inner folds below is used (ties: the first listed). The
+best behavior model differs between data sets and splits (on Eunomia's time split recency-weighted
+popularity beats EASE on new drugs), and a hybrid should not lose to it for want of choosing.
+
 Per patient, behavior scores ``b`` are scaled by their largest absolute value over warm
 items (items with training interactions) and content scores ``c`` (similarity to the
 patient's drugs, :class:`~recommend.models.content.ContentRecommender`) by their
@@ -17,6 +22,11 @@ interaction, so no behavior score: a new drug, or any catalog drug nobody took y
   nobody takes. It uses training interactions only (a held-out drug's own use is unknown
   to it, as it is at prediction time).
 
+Content scores come from which drugs the patient took (``content_history="binary"``), not from
+the run's interaction weights (``"weighted"``): a weighting chosen for the behavior model
+(recency, say) made the content part worse at finding cold drugs on Eunomia
+(``benchmarks/content.py``).
+
 ``propagation`` and ``prior`` default to 0 (plain content similarity): tuned on inner folds
 they were picked, then lost to it on most held-out drug sets (``benchmarks/content.py``).
 
@@ -32,8 +42,9 @@ without usage; the run's test fold is never seen. Without a split in the context
 inner folds are per-patient random ``validation_share`` holdouts of the matrix (warm
 targets only). The cold-score form (``propagation``, ``prior``) is tuned first on the cold
 targets alone (ranking the cold drugs), then ``alpha`` and ``cold_weight`` on the full
-ranking, by the mean NDCG@10 over the inner folds; ties go to the first value listed. At
-most 5,000 random patients per fold are scored.
+ranking, by the mean NDCG@10 over the inner folds; ties go to the first value listed. This is
+done per behavior candidate, and the candidate with the best tuned blend wins. At most 5,000
+random patients per fold are scored.
 """
 
 from __future__ import annotations
@@ -58,7 +69,8 @@ PRIORS = (0.0, 1.0)
 TUNE_K = 10
 TUNE_USERS = 5000  # inner-validation patients scored per candidate, at most
 TIME_CUTOFFS = ("cutoff", "validation_cutoff")  # dates of the outer split: past the end of an inner history
-UNTUNED = "set alpha, cold_weight, propagation and prior to fit without tuning"
+CONTENT_HISTORY = ("binary", "weighted")
+UNTUNED = "set alpha, cold_weight, propagation and prior and give one behavior model to fit without tuning"
 
 
 def _scale_rows(scores: np.ndarray, columns: np.ndarray) -> np.ndarray:
@@ -150,20 +162,27 @@ def _merged_ndcg(warm: tuple[np.ndarray, np.ndarray], cold: tuple[np.ndarray, np
 class HybridRecommender(Recommender):
     """Behavior + content blend with content-based scores for cold drugs (see the module docstring)."""
 
-    def __init__(self, behavior: Mapping[str, Any] | None = None, content: Mapping[str, Any] | None = None,
+    def __init__(self, behavior: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+                 content: Mapping[str, Any] | None = None,
                  alpha: float | None = None, cold_weight: float | None = None, propagation: float | None = 0.0,
                  prior: float | None = 0.0, alphas: Sequence[float] = ALPHAS,
                  cold_weights: Sequence[float] = COLD_WEIGHTS, propagations: Sequence[float] = PROPAGATIONS,
                  priors: Sequence[float] = PRIORS, validation_share: float = 0.2, repeats: int = 3,
-                 seed: int = 0) -> None:
+                 seed: int = 0, content_history: str = "binary") -> None:
         for name, value, low, high in (("alpha", alpha, 0, 1), ("propagation", propagation, 0, 1),
                                        ("cold_weight", cold_weight, 0, np.inf), ("prior", prior, 0, np.inf)):
             if value is not None and not low <= value <= high:
                 raise ValueError(f"{name} must be in [{low}, {high}] or None (tuned), got {value}")
-        self.behavior_spec = dict(behavior or {"name": "ease", "l2": 500.0})
-        if self.behavior_spec.get("name") in ("hybrid", "content"):
-            raise ValueError(f"the behavior model must learn from interactions, not {self.behavior_spec['name']!r}")
-        self.content_params = dict(content or {})
+        candidates = [behavior] if behavior is None or isinstance(behavior, Mapping) else list(behavior)
+        self.behavior_specs = [dict(spec or {"name": "ease", "l2": 500.0}) for spec in candidates]
+        if not self.behavior_specs:
+            raise ValueError("behavior: give a model spec or a non-empty list of candidates")
+        for spec in self.behavior_specs:
+            if spec.get("name") in ("hybrid", "content"):
+                raise ValueError(f"the behavior model must learn from interactions, not {spec['name']!r}")
+        if content_history not in CONTENT_HISTORY:
+            raise ValueError(f"content_history must be one of {CONTENT_HISTORY}, not {content_history!r}")
+        self.content_params, self.content_history = dict(content or {}), content_history
         self.alpha, self.cold_weight, self.propagation, self.prior = alpha, cold_weight, propagation, prior
         self.alphas, self.cold_weights = [float(a) for a in alphas], [float(w) for w in cold_weights]
         self.propagations, self.priors = [float(b) for b in propagations], [float(g) for g in priors]
@@ -178,16 +197,22 @@ class HybridRecommender(Recommender):
         self.usage_prior: np.ndarray | None = None
 
     def params(self) -> dict[str, Any]:
-        return {"behavior": self.behavior_spec, "content": self.content_params, "alpha": self.alpha,
+        behavior = self.behavior_specs[0] if len(self.behavior_specs) == 1 else self.behavior_specs
+        return {"behavior": behavior, "content": self.content_params, "alpha": self.alpha,
                 "cold_weight": self.cold_weight, "propagation": self.propagation, "prior": self.prior,
                 "alphas": self.alphas, "cold_weights": self.cold_weights, "propagations": self.propagations,
                 "priors": self.priors, "validation_share": self.validation_share, "repeats": self.repeats,
-                "seed": self.seed}
+                "seed": self.seed, "content_history": self.content_history}
 
     @property
     def fitted_alpha(self) -> float | None:
         """The alpha in use (configured or tuned)."""
         return self.fitted.get("alpha")
+
+    @property
+    def behavior_spec(self) -> dict[str, Any]:
+        """The behavior model in use (the chosen candidate once fitted; before, the first)."""
+        return self.behavior_specs[int(self.fitted.get("behavior", 0))]
 
     def with_context(self, context: FitContext) -> HybridRecommender:
         """Keep the context for both parts (content needs the catalog items; tuning, the events and split)."""
@@ -195,22 +220,22 @@ class HybridRecommender(Recommender):
         self.content.with_context(context)
         return self
 
-    def _behavior(self) -> Recommender:
+    def _behavior(self, spec: Mapping[str, Any]) -> Recommender:
         from recommend.models import build_model  # the registry module imports this one
 
-        model = build_model(self.behavior_spec)
+        model = build_model(spec)
         return model.with_context(self.context) if self.context is not None else model
 
     def fit(self, user_items: sp.csr_matrix) -> HybridRecommender:
         self.content.fit(user_items)
         fixed = {"alpha": self.alpha, "cold_weight": self.cold_weight, "propagation": self.propagation,
                  "prior": self.prior}
-        self.fitted = {k: v for k, v in fixed.items() if v is not None}
-        if len(self.fitted) < len(fixed):
+        self.fitted = {k: v for k, v in fixed.items() if v is not None} | {"behavior": 0}
+        if None in fixed.values() or len(self.behavior_specs) > 1:
             self.fitted = self._tune(inner_folds(self.context, user_items, self.validation_share, self.seed,
                                                  self.repeats))
         self.warm, self.usage_prior = user_items.getnnz(axis=0) > 0, self._usage_prior(user_items)
-        self.behavior = self._behavior().fit(user_items)
+        self.behavior = self._behavior(self.behavior_spec).fit(user_items)
         self.n_items = user_items.shape[1]
         return self
 
@@ -228,17 +253,24 @@ class HybridRecommender(Recommender):
         return forms, alphas, weights
 
     def _tune(self, folds: list[InnerFold]) -> dict[str, float]:
-        """Every unset setting, tuned on the inner folds (see the module docstring): mean NDCG@10 over the folds."""
+        """Every unset setting and the behavior candidate, tuned on the inner folds (see the module docstring):
+        mean NDCG@10 over the folds."""
         forms, alphas, weights = self._candidates()
-        qualities = [self._fold_quality(fold) for fold in folds]
-        form = int(np.argmax(np.sum([q[0] for q in qualities], axis=0)))  # ties: the first listed
-        blend = np.sum([q[1][form] for q in qualities], axis=0)
-        a, w = np.unravel_index(int(np.argmax(blend)), blend.shape)
-        return {"alpha": alphas[a], "cold_weight": weights[w], "propagation": forms[form][0], "prior": forms[form][1]}
+        best: tuple[float, dict[str, float]] | None = None
+        for index, spec in enumerate(self.behavior_specs):
+            qualities = [self._fold_quality(fold, spec) for fold in folds]
+            form = int(np.argmax(np.sum([q[0] for q in qualities], axis=0)))  # ties: the first listed
+            blend = np.mean([q[1][form] for q in qualities], axis=0)
+            a, w = np.unravel_index(int(np.argmax(blend)), blend.shape)
+            if best is None or blend[a, w] > best[0]:
+                best = float(blend[a, w]), {"alpha": alphas[a], "cold_weight": weights[w], "behavior": index,
+                                            "propagation": forms[form][0], "prior": forms[form][1]}
+        return best[1]
 
-    def _fold_quality(self, fold: InnerFold) -> tuple[np.ndarray, np.ndarray]:
-        """NDCG@10 on one inner fold: of each cold form on the cold targets (ranking the cold drugs alone; 0
-        without cold targets), and of each (form, alpha, cold weight) on every target."""
+    def _fold_quality(self, fold: InnerFold, spec: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """NDCG@10 on one inner fold with the ``spec`` behavior model: of each cold form on the cold targets
+        (ranking the cold drugs alone; 0 without cold targets), and of each (form, alpha, cold weight) on every
+        target."""
         forms, alphas, weights = self._candidates()
         rows, truth, exclude = fold.rows, fold.truth, fold.exclude
         if len(rows) > TUNE_USERS:  # a sample ranks the few candidates as well and bounds the cost
@@ -249,10 +281,10 @@ class HybridRecommender(Recommender):
             raise ValueError(f"hybrid: the inner validation fold has no target to tune on; {UNTUNED}")
         rows, truth, excluded = rows[has_target], truth[has_target], exclude[has_target].toarray() > 0
         history = fold.matrix[rows]
-        behavior = self._behavior().fit(fold.matrix)
+        behavior = self._behavior(spec).fit(fold.matrix)
         # The inner fold's warm drugs and prior, for the scoring helpers; fit sets the full matrix's afterwards.
         self.warm, self.usage_prior = fold.matrix.getnnz(axis=0) > 0, self._usage_prior(fold.matrix)
-        b, c = self._scaled(behavior.score(rows, history), self.content.score(rows, history))
+        b, c = self._scaled(behavior.score(rows, history), self._content_score(rows, history))
         p = self._propagated(b) if any(beta > 0 for beta, _ in forms) else None
         warm, cold = np.flatnonzero(self.warm), np.flatnonzero(~self.warm)
         cold_truth = truth.multiply(~self.warm[None, :]).tocsr()
@@ -273,6 +305,12 @@ class HybridRecommender(Recommender):
                 blend_quality[f, a, w] = _merged_ndcg(warm_top[a], cold_top if weights[w] > 0 else tied_top,
                                                       weights[w], truth)
         return form_quality, blend_quality
+
+    def _content_score(self, user_ids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        if self.content_history == "binary":
+            user_items = user_items.copy()
+            user_items.data = (user_items.data != 0).astype(np.float32)
+        return self.content.score(user_ids, user_items)
 
     def _scaled(self, behavior: np.ndarray, content: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return (_scale_rows(np.asarray(behavior, dtype=np.float32), self.warm),
@@ -297,7 +335,7 @@ class HybridRecommender(Recommender):
         return out
 
     def score(self, user_ids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
-        b, c = self._scaled(self.behavior.score(user_ids, user_items), self.content.score(user_ids, user_items))
+        b, c = self._scaled(self.behavior.score(user_ids, user_items), self._content_score(user_ids, user_items))
         p = self._propagated(b) if self.fitted["propagation"] > 0 else None
         cold = self._cold_score(c, p, self.fitted["propagation"], self.fitted["prior"])
         return self._blend(b, c, cold, self.fitted["alpha"], self.fitted["cold_weight"])
@@ -319,7 +357,7 @@ class HybridRecommender(Recommender):
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.fitted = {k.removeprefix("fitted_"): float(v[0]) for k, v in arrays.items() if k.startswith("fitted_")}
         self.warm, self.usage_prior = arrays["warm"], arrays["usage_prior"]
-        self.behavior = self._behavior()
+        self.behavior = self._behavior(self.behavior_spec)
         for prefix, model in (("behavior__", self.behavior), ("content__", self.content)):
             model._set_state({k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)})
             model.n_items = len(self.warm)
