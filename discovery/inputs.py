@@ -77,7 +77,8 @@ def input_dims(kind: str, examples: list[Data], views: Mapping[str, FeatureView]
     if kind == "graph_protein_tokens":
         return {"atom_dim": ATOM_DIM, "bond_dim": BOND_DIM, "protein_vocab_size": views["protein"].build().n_ids}
     if kind == "graph":
-        return {"atom_dim": ATOM_DIM, "bond_dim": BOND_DIM}
+        extra = {"extra_dim": int(examples[0].mol_features.shape[1])} if "mol_features" in examples[0] else {}
+        return {"atom_dim": ATOM_DIM, "bond_dim": BOND_DIM, **extra}
     return {"in_dim": int(examples[0].fp.shape[1])}
 
 

@@ -1,5 +1,7 @@
 import numpy as np
+import polars as pl
 import pytest
+import torch
 from rdkit import Chem, DataStructs
 from rdkit.Chem import AllChem, Descriptors
 
@@ -78,6 +80,28 @@ def test_graph_round_trip_to_pyg_without_rdkit():
     assert alanine.x[:, 0].tolist() == [6, 6, 7, 6, 8, 8]  # atomic numbers
     assert alanine.x[1, 3].item() != 0  # the stereocentre keeps its chiral tag
     assert alanine.edge_index[:, 0].tolist() == [0, 1] and alanine.edge_index[:, 1].tolist() == [1, 0]
+
+
+def test_graph_view_with_a_fingerprint_carries_the_ecfp_view_as_molecule_features():
+    # Unset, the view is the plain graph: its id (the store folder) is the one stored views were built under.
+    assert FeatureView("graph").id == "graph-18227e6a5c44"
+    params = {"radius": 2, "n_bits": 256, "counts": True}
+    view = FeatureView("graph", {"fingerprint": params})
+    assert view.id != FeatureView("graph").id
+    smiles = ["CCO", "oops", "c1ccccc1C(=O)O"]
+    frame = view.build().batch(smiles)
+    ecfp = FeatureView("ecfp", params).build().batch(smiles)
+    assert frame["error"].is_null().to_list() == [True, False, True]
+    good = frame.filter(pl.col("error").is_null())
+    expected = fingerprint_matrix(ecfp.filter(pl.col("error").is_null()))
+    np.testing.assert_array_equal(fingerprint_matrix(good, "mol_features"), expected)
+    assert expected.max() > 1  # counts, not bits
+    graphs = graphs_from_frame(good)
+    assert graphs[1].mol_features.shape == (1, 256) and graphs[1].mol_features.dtype == torch.float32
+    np.testing.assert_array_equal(graphs[1].mol_features.numpy()[0], expected[1])
+    *graph, fingerprint = view.build()("CCO")
+    np.testing.assert_array_equal(fingerprint, expected[0])
+    assert "mol_features" not in graphs_from_frame(FeatureView("graph").build().batch(["CCO"]))[0]
 
 
 def test_graph_rows_with_errors_are_refused():

@@ -157,6 +157,19 @@ def test_ensemble_prediction_is_the_members_mean_and_std(tmp_path):
     assert (saved.get_column("std") > 0).all()
 
 
+def test_dmpnn_with_ecfp_features_trains_and_reloads_with_its_fingerprint_view(tmp_path):
+    out = tmp_path / "run"
+    _run_in_process(out, tmp_path / "store", "model=dmpnn_ecfp", "model.hparams.hidden=16", "model.hparams.ffn_hidden=16",
+                    "model.view.params.fingerprint.n_bits=128", "data.max_rows=60", "trainer.max_epochs=2")
+    predictor = load_predictor(out / "checkpoint")
+    assert predictor.view.params["fingerprint"] == {"radius": 2, "n_bits": 128, "counts": True}
+    assert predictor.members[0].hparams["extra_dim"] == 128
+    saved = pl.read_parquet(out / "predictions.parquet").filter(pl.col("split") == "test")
+    store = FeatureStore(tmp_path / "store", n_jobs=1, progress=False)
+    again = predictor.predict(saved.get_column("smiles").to_list(), store).get_column("prediction").to_list()
+    assert again == saved.get_column("prediction").to_list()
+
+
 def test_binary_classification_reports_roc_and_pr_auc(tmp_path):
     esol = load_dataset("esol").head(200)
     path = tmp_path / "soluble.csv"

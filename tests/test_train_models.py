@@ -75,6 +75,23 @@ def test_neural_models_rebuild_from_their_recorded_hyperparameters(store, name):
     assert torch.equal(model(batch), rebuilt(batch))
 
 
+def test_graph_models_concatenate_molecule_features_to_the_readout(store):
+    view = FeatureView("graph", {"fingerprint": {"radius": 2, "n_bits": 32, "counts": True}})
+    keys = store.standardize(["CCO", "c1ccccc1O", "CC(=O)N"]).table.get_column("inchikey").to_list()
+    examples = model_inputs("graph", store.get(keys, view))
+    dims = input_dims("graph", examples)
+    assert dims["extra_dim"] == 32 and "extra_dim" not in input_dims("graph", _inputs(store, ["CCO"]))
+    torch.manual_seed(0)
+    model = build_model("dmpnn", {"n_tasks": 1, **dims, "hidden": 8, "depth": 2}).eval()
+    assert model.head[1].in_features == 8 + 32
+    batch = Batch.from_data_list(examples)
+    before = model(batch)
+    batch.mol_features = batch.mol_features + 1.0  # the readout reads the features
+    assert not torch.equal(before, model(batch))
+    with pytest.raises(ValueError, match="attentivefp reads graphs only"):
+        build_model("attentivefp", {"n_tasks": 1, **dims})
+
+
 def test_masked_loss_ignores_missing_labels():
     outputs = torch.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
     targets = torch.tensor([[0.0, float("nan")], [3.0, 2.0]])

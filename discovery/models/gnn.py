@@ -60,8 +60,10 @@ class AttentiveFPModel(nn.Module):
 
     def __init__(
         self, n_tasks: int, atom_dim: int = ATOM_DIM, bond_dim: int = BOND_DIM, hidden: int = 200, depth: int = 2,
-        timesteps: int = 2, dropout: float = 0.2,
+        timesteps: int = 2, dropout: float = 0.2, extra_dim: int = 0,
     ) -> None:
+        if extra_dim:
+            raise ValueError("attentivefp reads graphs only: use a graph view without a fingerprint (mol_features)")
         super().__init__()
         self.hparams = hyperparameters(locals())
         self.net = AttentiveFP(atom_dim, hidden, n_tasks, bond_dim, num_layers=depth, num_timesteps=timesteps, dropout=dropout)

@@ -41,6 +41,10 @@ class GraphEncoderModel(nn.Module):
     Subclasses set ``encoder_class``, a module built as ``(atom_dim, bond_dim, hidden, depth,
     dropout)`` that maps ``x (N, atom_dim), edge_index (2, E), edge_attr (E, bond_dim)`` to
     atom states ``(N, hidden)``. Defaults are chemprop 2's; ``conf/model`` sets each model's own.
+
+    ``extra_dim > 0``: the batch carries molecule-level features ``mol_features`` ``(graphs,
+    extra_dim)`` (a graph view with a fingerprint, e.g. ECFP counts), concatenated to the
+    readout as ``log1p`` (counts span 0-255; a fixed transform needs no fitted scaler).
     """
 
     input_kind = "graph"
@@ -48,14 +52,18 @@ class GraphEncoderModel(nn.Module):
 
     def __init__(
         self, n_tasks: int, atom_dim: int = ATOM_DIM, bond_dim: int = BOND_DIM, hidden: int = 300, depth: int = 3,
-        dropout: float = 0.0, pooling: str = "mean", ffn_hidden: int = 300, ffn_layers: int = 1,
+        dropout: float = 0.0, pooling: str = "mean", ffn_hidden: int = 300, ffn_layers: int = 1, extra_dim: int = 0,
     ) -> None:
         super().__init__()
         self.hparams = hyperparameters(locals())
         self.encoder = self.encoder_class(atom_dim, bond_dim, hidden, depth, dropout)
         self.readout = graph_pooling(pooling)
-        self.head = feed_forward(hidden, ffn_hidden, ffn_layers, n_tasks, dropout)
+        self.extra_dim = extra_dim
+        self.head = feed_forward(hidden + extra_dim, ffn_hidden, ffn_layers, n_tasks, dropout)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         atoms = self.encoder(batch.x, batch.edge_index, batch.edge_attr)
-        return self.head(self.readout(atoms, batch.batch, size=batch.num_graphs))
+        graphs = self.readout(atoms, batch.batch, size=batch.num_graphs)
+        if self.extra_dim:
+            graphs = torch.cat([graphs, torch.log1p(batch.mol_features)], dim=1)
+        return self.head(graphs)

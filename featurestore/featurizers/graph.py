@@ -20,8 +20,8 @@ chemprop-style one-hot matrices.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -29,7 +29,7 @@ import pyarrow as pa
 from rdkit import Chem
 
 from featurestore.featurizers.base import FeaturizationError, Featurizer, register_featurizer
-from featurestore.featurizers.molecule import mol_from_smiles
+from featurestore.featurizers.molecule import ECFPFeaturizer, array_column, fingerprint_matrix, mol_from_smiles
 
 if TYPE_CHECKING:
     from torch_geometric.data import Data
@@ -185,38 +185,44 @@ def graph_arrays(column: pl.Series) -> tuple[np.ndarray, np.ndarray]:
 class GraphFeaturizer(Featurizer[str, tuple]):
     """SMILES -> (atom features, masses, edge index, bond features) arrays.
 
+    ``fingerprint`` (ECFP parameters, e.g. ``{radius: 2, n_bits: 2048, counts: true}``) also
+    stores the molecule's fingerprint as ``mol_features``: molecule-level inputs that graph
+    models concatenate to their readout (chemprop's extra features, ``morgan_count`` there).
+    Unset, the view (and its id) is the plain graph.
+
     ``batch`` (what the store runs) collects every molecule's raw values into flat lists
     and builds the stored columns once per chunk; decoded, they are the same arrays as
-    :meth:`__call__` gives molecule by molecule.
+    :meth:`__call__` gives molecule by molecule (followed by the fingerprint when set).
     """
 
     name = "graph"
     version = "2"  # 2: arrays stored as Binary cells instead of nested lists
+
+    def __init__(self, fingerprint: Mapping[str, Any] | None = None) -> None:
+        super().__init__(**({"fingerprint": dict(fingerprint)} if fingerprint else {}))
+        self.fingerprint = ECFPFeaturizer(**fingerprint) if fingerprint else None
 
     def schema(self) -> dict[str, pl.DataType]:
         return {
             "num_atoms": pl.Int32,
             "num_bonds": pl.Int32,
             **{name: pl.Binary for name in GRAPH_ARRAYS},
+            **({"mol_features": pl.Array(pl.UInt8, self.fingerprint.width)} if self.fingerprint else {}),
         }
 
-    def __call__(self, item: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def __call__(self, item: str) -> tuple[np.ndarray, ...]:
         atom_feats: list = []
         masses: list = []
         bond_ends: list = []
         bond_feats: list = []
-        num_atoms, num_bonds = _append_graph(
-            mol_from_smiles(item), atom_feats, masses, bond_ends, bond_feats, *_stereo_flags(item)
-        )
+        mol = mol_from_smiles(item)
+        num_atoms, num_bonds = _append_graph(mol, atom_feats, masses, bond_ends, bond_feats, *_stereo_flags(item))
         atoms, mass, edges, bonds = _graph_arrays(
             atom_feats, masses, bond_ends, bond_feats, np.array([num_bonds], dtype=np.int64)
         )
-        return (
-            atoms.reshape(num_atoms, len(ATOM_FEATURES)),
-            mass,
-            edges.reshape(2, -1),
-            bonds.reshape(-1, len(BOND_FEATURES)),
-        )
+        graph = (atoms.reshape(num_atoms, len(ATOM_FEATURES)), mass, edges.reshape(2, -1),
+                 bonds.reshape(-1, len(BOND_FEATURES)))
+        return graph + ((self.fingerprint.from_mol(mol),) if self.fingerprint else ())
 
     def batch(self, items: Sequence[str]) -> pl.DataFrame:
         atom_feats: list = []
@@ -226,6 +232,7 @@ class GraphFeaturizer(Featurizer[str, tuple]):
         num_atoms: list[int | None] = []
         num_bonds: list[int | None] = []
         errors: list[str | None] = []
+        fingerprints: list[np.ndarray | None] = []
         for item in items:
             try:
                 mol = mol_from_smiles(item)
@@ -237,10 +244,12 @@ class GraphFeaturizer(Featurizer[str, tuple]):
                 num_atoms.append(None)
                 num_bonds.append(None)
                 errors.append(str(exc))
+                fingerprints.append(None)
                 continue
             num_atoms.append(n_atoms)
             num_bonds.append(n_bonds)
             errors.append(None)
+            fingerprints.append(self.fingerprint.from_mol(mol) if self.fingerprint else None)
         atom_counts = np.array([n or 0 for n in num_atoms], dtype=np.int64)
         bond_counts = np.array([n or 0 for n in num_bonds], dtype=np.int64)
         atoms, mass, edges, bonds = _graph_arrays(atom_feats, masses, bond_ends, bond_feats, bond_counts)
@@ -252,6 +261,8 @@ class GraphFeaturizer(Featurizer[str, tuple]):
                 "atom_mass": _blob_column("atom_mass", atom_counts, mass),
                 "edge_index": _blob_column("edge_index", 2 * bond_counts, edges),
                 "bond_features": _blob_column("bond_features", 2 * bond_counts, bonds),
+                **({"mol_features": array_column("mol_features", fingerprints, self.fingerprint.width, np.uint8)}
+                   if self.fingerprint else {}),
                 "error": pl.Series("error", errors, dtype=pl.String),
             }
         )
@@ -299,7 +310,8 @@ def graphs_from_frame(df: pl.DataFrame, one_hot: bool = True, extra: Sequence[st
     ``one_hot=True`` gives float ``x``/``edge_attr`` (:func:`atom_one_hot`); ``False``
     gives the raw Int64 categorical columns (for embedding layers) and ``mass``.
     Columns named in ``extra`` are attached per graph as 1-element tensors (e.g. targets).
-    Rows with an error must be filtered out first.
+    A view with molecule-level features (``mol_features``) attaches them as a float
+    ``mol_features`` ``(1, width)`` row per graph. Rows with an error must be filtered out first.
     """
     import torch
     from torch_geometric.data import Data
@@ -320,6 +332,8 @@ def graphs_from_frame(df: pl.DataFrame, one_hot: bool = True, extra: Sequence[st
         e_all = torch.from_numpy(bonds.astype(np.int64))
     mass_all = torch.from_numpy(masses.copy())
     extras = {name: df.get_column(name).to_numpy() for name in extra}
+    molecule_level = (torch.from_numpy(fingerprint_matrix(df, "mol_features").astype(np.float32))
+                      if "mol_features" in df.columns else None)
     graphs = []
     for i in range(df.height):
         a0, a1 = atom_off[i] // len(ATOM_FEATURES), atom_off[i + 1] // len(ATOM_FEATURES)
@@ -330,5 +344,7 @@ def graphs_from_frame(df: pl.DataFrame, one_hot: bool = True, extra: Sequence[st
             data.mass = mass_all[mass_off[i] : mass_off[i + 1]]
         for name, values in extras.items():
             data[name] = torch.tensor([values[i]])
+        if molecule_level is not None:
+            data.mol_features = molecule_level[i : i + 1]
         graphs.append(data)
     return graphs

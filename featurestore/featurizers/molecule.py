@@ -96,7 +96,10 @@ class ECFPFeaturizer(FingerprintFeaturizer):
         )
 
     def __call__(self, item: str) -> np.ndarray:
-        mol = mol_from_smiles(item)
+        return self.from_mol(mol_from_smiles(item))
+
+    def from_mol(self, mol: Chem.Mol) -> np.ndarray:
+        """The fingerprint of a parsed molecule (``(n_bits,)`` uint8)."""
         if self.counts:
             return np.minimum(self.generator.GetCountFingerprintAsNumPy(mol), 255).astype(np.uint8)
         return self.generator.GetFingerprintAsNumPy(mol).astype(np.uint8)
