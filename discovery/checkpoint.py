@@ -241,14 +241,20 @@ def _stored_view(directory: Path, stored: dict[str, Any]) -> FeatureView:
     return view
 
 
-def load_predictor(path: str | os.PathLike, device: str = "auto") -> Predictor:
-    """Rebuild a :class:`Predictor` from a checkpoint folder (or a run folder containing ``checkpoint/``)."""
+def _checkpoint_spec(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+    """(checkpoint folder, its model.json) of a checkpoint or run folder; refuses another format."""
     directory = Path(path)
     if (directory / "checkpoint").is_dir():
         directory = directory / "checkpoint"
     spec = json.loads((directory / "model.json").read_text())
     if spec.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{directory}: checkpoint format {spec.get('format')!r}, this code reads {CHECKPOINT_FORMAT}")
+    return directory, spec
+
+
+def load_predictor(path: str | os.PathLike, device: str = "auto") -> Predictor:
+    """Rebuild a :class:`Predictor` from a checkpoint folder (or a run folder containing ``checkpoint/``)."""
+    directory, spec = _checkpoint_spec(path)
     view = _stored_view(directory, spec["view"])
     protein_view = _stored_view(directory, spec["protein_view"]) if "protein_view" in spec else None
     states = torch.load(directory / "weights.pt", weights_only=True, map_location="cpu")["members"]
@@ -261,3 +267,26 @@ def load_predictor(path: str | os.PathLike, device: str = "auto") -> Predictor:
         spec["model"], members, spec["tasks"], spec["task_type"], TargetScaler(**spec["scaler"]), view,
         Standardizer(**spec["standardizer"]), spec["batch_size"], device, protein_view, spec.get("classes"),
     )
+
+
+ENCODER_HPARAMS = ("atom_dim", "bond_dim", "hidden", "depth")
+
+
+def pretrained_encoder(path: str | os.PathLike, model_name: str, hparams: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The graph encoder weights of a checkpoint's first member, to warm-start a model of ``model_name`` built with
+    ``hparams`` (fine-tuning: the head, sized by the new tasks and molecule features, starts fresh).
+
+    Raises ``ValueError`` when the checkpoint holds another model or an encoder of another shape or depth.
+    """
+    directory, spec = _checkpoint_spec(path)
+    if spec["model"] != model_name:
+        raise ValueError(f"init_from: {directory} holds a {spec['model']!r} model, this run trains {model_name!r}")
+    stored = spec["hparams"]
+    different = {k: (stored.get(k), hparams.get(k)) for k in ENCODER_HPARAMS if stored.get(k) != hparams.get(k)}
+    if different:
+        raise ValueError(f"init_from: {directory}'s encoder differs from this run's (checkpoint, run): {different}")
+    state = torch.load(directory / "weights.pt", weights_only=True, map_location="cpu")["members"][0]
+    encoder = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
+    if not encoder:
+        raise ValueError(f"init_from: {directory}'s {spec['model']!r} model has no graph encoder to start from")
+    return encoder

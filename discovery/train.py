@@ -21,6 +21,7 @@ Examples::
     python -m discovery.train data=moleculeace data.target=CHEMBL2047 split=moleculeace model=ecfp_svr
     python -m discovery.train -m seed=0,1,2 model=gin,dmpnn
     python -m discovery.train ensemble=5
+    python -m discovery.train data=freesolv init_from=outputs/train/esol/dmpnn/<run>   # fine-tune its encoder
     python -m discovery.train data=kiba_sample model=graphdta split=cold_target
     python -m discovery.train data=atc_main_group model=ecfp_rf
 """
@@ -46,7 +47,7 @@ from featurestore.provenance import seed_everything, write_run_record
 from featurestore.runs import flatten
 from featurestore.tracking import TrackingLogger, numbers, start_logger
 
-from discovery.checkpoint import Predictor, TargetScaler
+from discovery.checkpoint import Predictor, TargetScaler, pretrained_encoder
 from discovery.data import MoleculeDataset, class_names
 from discovery.dta import build_training_set
 from discovery.inputs import fingerprint_array, input_dims, model_inputs
@@ -62,15 +63,19 @@ log = logging.getLogger(__name__)
 def fit_member(
     name: str, hparams: dict[str, Any], inputs: list, targets: np.ndarray, masks: dict[str, np.ndarray], split: Split,
     trainer: TrainerConfig, task_type: str, seed: int, on_epoch: EpochCallback, fingerprints: np.ndarray | None = None,
+    encoder: dict[str, torch.Tensor] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Build one ensemble member from ``seed`` and fit it on scaled ``targets``.
 
     ``fingerprints`` (``fingerprint_array(inputs)``, built once per ensemble) feeds a classical
-    model. Returns the model and what its training recorded: the epoch history and best
-    epoch, or what a classical model chose on validation.
+    model; ``encoder`` (:func:`~discovery.checkpoint.pretrained_encoder`) replaces a graph model's
+    initial encoder weights. Returns the model and what its training recorded: the epoch history
+    and best epoch, or what a classical model chose on validation.
     """
     seed_everything(seed)  # before building: the seed decides the initial weights
     model = build_model(name, hparams)
+    if encoder is not None:
+        model.encoder.load_state_dict(encoder)
     rows = {fold: split.rows(fold) for fold in ("train", "val")}
     if isinstance(model, ClassicalModel):
         if fingerprints is None:
@@ -122,10 +127,11 @@ def fit_ensemble(
     trainer: TrainerConfig = instantiate(cfg.trainer)
     if trainer.num_threads:
         torch.set_num_threads(trainer.num_threads)
+    encoder = pretrained_encoder(cfg.init_from, cfg.model.name, hparams) if cfg.get("init_from") else None
     members, fitted = [], []
     for k in range(cfg.ensemble):
         model, info = fit_member(cfg.model.name, hparams, inputs, scaled, masks, split, trainer, dataset.task_type,
-                                 cfg.seed + k, partial(_log_epoch, logger, f"member{k}"), fingerprints)
+                                 cfg.seed + k, partial(_log_epoch, logger, f"member{k}"), fingerprints, encoder)
         members.append(model)
         fitted.append(info)
     predictor = Predictor(cfg.model.name, members, dataset.tasks, dataset.task_type, scaler, dataset.view,

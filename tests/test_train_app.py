@@ -126,6 +126,24 @@ def test_checkpoint_reload_reproduces_saved_predictions_exactly(esol_run):
     assert set(torch.load(run_dir / "checkpoint/weights.pt", weights_only=True)) == {"members"}
 
 
+def test_init_from_starts_the_encoder_from_a_checkpoint_and_refuses_another_shape(esol_run, tmp_path):
+    run_dir, store_root = esol_run
+    hparams = json.loads((run_dir / "checkpoint/model.json").read_text())["hparams"]
+    same = [f"model.hparams.hidden={hparams['hidden']}", f"model.hparams.depth={hparams['depth']}", f"init_from={run_dir}"]
+    still = ["trainer.init_lr=1e-12", "trainer.max_lr=1e-12", "trainer.final_lr=1e-12"]  # weights stay where they start
+    out = tmp_path / "tuned"
+    _run_in_process(out, store_root, "data=freesolv", "data.max_rows=60", "trainer.max_epochs=1", *same, *still)
+    start = torch.load(run_dir / "checkpoint/weights.pt", weights_only=True)["members"][0]
+    tuned = torch.load(out / "checkpoint/weights.pt", weights_only=True)["members"][0]
+    encoder = [k for k in start if k.startswith("encoder.")]
+    assert encoder and all(torch.allclose(tuned[k], start[k], atol=1e-6) for k in encoder)
+    assert not torch.allclose(tuned["head.1.weight"], start["head.1.weight"], atol=1e-3)  # a fresh head
+    with pytest.raises(ValueError, match=r"encoder differs from this run's .*'hidden'"):
+        _run_in_process(tmp_path / "wide", store_root, "data.max_rows=60", "model.hparams.hidden=8", f"init_from={run_dir}")
+    with pytest.raises(ValueError, match="holds a 'dmpnn' model, this run trains 'gin'"):
+        _run_in_process(tmp_path / "gin", store_root, "data.max_rows=60", "model=gin", f"init_from={run_dir}")
+
+
 def test_multirun_over_seeds_and_models(esol_sweep):
     sweep, _ = esol_sweep
     runs = sorted(p.name for p in sweep.iterdir() if (p / "metrics.json").is_file())
