@@ -168,6 +168,30 @@ def test_resume_after_a_hard_kill_from_the_last_flushed_log(tmp_path, pool, full
     assert pl.read_parquet(tmp_path / "killed" / "calls.parquet").select("smiles").equals(full.select("smiles"))
 
 
+def test_a_resumed_run_stops_where_the_uninterrupted_run_stopped(tmp_path, pool):
+    """The stall rule reads only the scores the replay has reached: the whole log of a killed run
+    would show no progress at all and stop the resumed run before it scored anything new."""
+    ga, flat = GraphGA(population_size=20, offspring_size=10), Oracle("flat", lambda mol: 0.5)
+    full = run_optimization(flat, ga, pool, tmp_path / "full", budget=1000, seed=3)
+    assert full["stopped"] == "converged" and full["calls_used"] > 120
+    (tmp_path / "killed").mkdir()
+    log = pl.read_parquet(tmp_path / "full" / "calls.parquet")
+    log.filter(pl.col("call") <= 105).write_parquet(tmp_path / "killed" / "calls.parquet")
+    resumed = run_optimization(flat, ga, pool, tmp_path / "killed", budget=1000, seed=3)
+    assert (resumed["stopped"], resumed["calls_used"]) == ("converged", full["calls_used"])
+    assert pl.read_parquet(tmp_path / "killed" / "calls.parquet").select("smiles").equals(log.select("smiles"))
+
+
+def test_budget_scores_hold_what_this_run_asked_for(tmp_path):
+    first = BudgetedOracle(get_oracle("qed"), log_path=tmp_path / "calls.parquet", flush_every=1)
+    first(["CCO", "CCN", "c1ccccc1"])
+    resumed = BudgetedOracle(get_oracle("qed"), log_path=tmp_path / "calls.parquet")
+    assert (resumed.calls_used, resumed.requested, len(resumed.scores())) == (3, 0, 0)
+    resumed(["c1ccccc1", "CCCC"])  # one replayed, one new
+    assert (resumed.calls_used, resumed.requested) == (4, 2)
+    assert resumed.scores().tolist() == [first.scores()[2], resumed.score("CCCC")]
+
+
 def test_a_log_that_does_not_fit_is_refused_with_row_and_reason(tmp_path):
     oracle, _ = counting_oracle()
     budgeted = BudgetedOracle(oracle, budget=10, log_path=tmp_path / "calls.parquet", flush_every=1)

@@ -12,6 +12,10 @@ rewritten atomically (temp file + rename) every ``flush_every`` new calls, on
 :meth:`BudgetedOracle.flush` and when the run ends, so a reader never sees a partial file.
 Opening a log that exists resumes it: its molecules are cached and never charged again;
 a hard kill loses at most the ``flush_every - 1`` calls made since the last flush.
+A resumed run sees only what it has asked for itself: :meth:`BudgetedOracle.scores` and
+:attr:`BudgetedOracle.requested` count a logged molecule once the run requests it again, so a
+seeded optimizer replays its killed run call for call (its stopping rule reads the scores
+it has reached, not the whole log, which would look like a stall and stop it at once).
 """
 
 from __future__ import annotations
@@ -75,6 +79,8 @@ class BudgetedOracle:
         self.invalid = 0
         self._cache: dict[str, _Entry] = {}
         self._rows: list[dict] = []
+        self._asked: list[bool] = []  # per logged call: requested by this run (resumed rows: once replayed)
+        self._n_asked = 0
         self._unflushed = 0
         self._time_offset = 0.0
         self._start = time.perf_counter()
@@ -98,6 +104,7 @@ class BudgetedOracle:
                 raise ValueError(f"{where}: score is missing")
             self._cache[row["smiles"]] = _Entry(row["call"], row["score"])
             self._rows.append(row)
+            self._asked.append(False)
         if len(self._rows) > self.budget:
             raise ValueError(f"{self.log_path} holds {len(self._rows)} calls, more than the budget {self.budget}")
         self._time_offset = self._rows[-1]["wall_time_s"] if self._rows else 0.0
@@ -117,6 +124,11 @@ class BudgetedOracle:
         """True once every call of the budget is spent."""
         return self.remaining <= 0
 
+    @property
+    def requested(self) -> int:
+        """Logged molecules this run has requested: ``calls_used`` unless resumed and still replaying."""
+        return self._n_asked
+
     def __len__(self) -> int:
         return self.calls_used
 
@@ -133,7 +145,11 @@ class BudgetedOracle:
             return self.oracle.invalid_score
         if canonical in self._cache:
             self.cache_hits += 1
-            return self._cache[canonical].score
+            entry = self._cache[canonical]
+            if not self._asked[entry.call - 1]:
+                self._asked[entry.call - 1] = True
+                self._n_asked += 1
+            return entry.score
         if self.exhausted:
             self.flush()
             raise BudgetExhausted(f"oracle budget of {self.budget} calls is spent")
@@ -149,6 +165,8 @@ class BudgetedOracle:
             "wall_time_s": self._time_offset + time.perf_counter() - self._start,
             "oracle": self.oracle.name, "error": error,
         })
+        self._asked.append(True)
+        self._n_asked += 1
         self._unflushed += 1
         if self._unflushed >= self.flush_every or self.exhausted:
             self.flush()
@@ -165,7 +183,7 @@ class BudgetedOracle:
         return pl.DataFrame(self._rows, schema=LOG_SCHEMA)
 
     def scores(self) -> np.ndarray:
-        """Scores in call order."""
-        return np.array([row["score"] for row in self._rows], dtype=float)
+        """Scores of the molecules this run has asked for (see :attr:`requested`), in call order."""
+        return np.array([row["score"] for row, asked in zip(self._rows, self._asked) if asked], dtype=float)
 
 

@@ -83,7 +83,7 @@ class GraphGA:
         stalled, generation = 0, 0
         while self.max_generations is None or generation < self.max_generations:
             generation += 1
-            before = top_k_mean(oracle.scores(), 100) if len(oracle) > 100 else 0.0
+            before = top_k_mean(oracle.scores(), 100) if oracle.requested > 100 else 0.0
             children = breed(population, scored)
             scored = self._score(oracle, [m.mol for m in population] + children)
             population = sorted(scored, key=lambda m: -m.score)[: self.population_size]
@@ -91,7 +91,7 @@ class GraphGA:
                 log.info("generation %d: %d calls, best %.3f", generation, len(oracle), population[0].score)
             if oracle.exhausted:
                 return "budget"
-            if self.patience is not None and len(oracle) > 100:
+            if self.patience is not None and oracle.requested > 100:
                 gained = top_k_mean(oracle.scores(), 100) - before
                 stalled = stalled + 1 if gained < self.min_improvement else 0
                 if stalled >= self.patience:

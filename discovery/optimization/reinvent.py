@@ -306,7 +306,7 @@ class Reinvent:
                 log.info("step %d: %d calls, best %.3f", step, len(oracle), memory[0].score)
             if oracle.exhausted:
                 return "budget"
-            if self.patience is not None and len(oracle) > self.patience_after:
+            if self.patience is not None and oracle.requested > self.patience_after:
                 stalled = stalled + 1 if top_k_mean(oracle.scores(), 100) - before <= self.min_improvement else 0
                 if stalled >= self.patience:
                     log.info("converged after %d steps (%d calls)", step, len(oracle))
