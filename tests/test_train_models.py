@@ -15,6 +15,7 @@ from discovery.inputs import input_dims, model_inputs
 from discovery.models import MODELS, build_model
 from discovery.models.classical import FingerprintRandomForest, FingerprintSVR
 from discovery.models.dmpnn import DMPNN, DirectedMessagePassing, reverse_edge_index
+from discovery.models.layers import graph_pooling
 from discovery.trainer import TrainerConfig, fit, labelled_examples, lr_schedule, masked_loss, predict_outputs
 
 
@@ -60,6 +61,16 @@ def test_dmpnn_shapes_on_a_batch_with_an_isolated_atom(store):
     assert batch.edge_index.shape == (2, 2 * (2 + 6 + 0))
     assert model(batch).shape == (3, 2)
 
+
+
+def test_norm_readout_is_the_atom_sum_over_100_and_the_dmpnn_default():
+    states = torch.arange(10, dtype=torch.float32).reshape(5, 2)
+    batch = torch.tensor([0, 0, 0, 1, 1])
+    pooled = graph_pooling("norm")(states, batch, size=2)
+    assert torch.allclose(pooled, torch.tensor([[0.06, 0.09], [0.14, 0.16]]))
+    assert DMPNN(n_tasks=1).hparams["pooling"] == "norm"  # chemprop 2's --aggregation default
+    with pytest.raises(ValueError, match="unknown pooling 'median'"):
+        graph_pooling("median")
 
 @pytest.mark.parametrize("name", ["gin", "dmpnn", "attentivefp", "ecfp_mlp"])
 def test_neural_models_rebuild_from_their_recorded_hyperparameters(store, name):

@@ -13,11 +13,20 @@ from featurestore import ATOM_DIM, BOND_DIM
 
 from discovery.models.registry import hyperparameters
 
-POOLINGS = {"sum": global_add_pool, "mean": global_mean_pool, "max": global_max_pool}
+NORM_DIVISOR = 100.0  # chemprop 2's --aggregation-norm
+
+
+def _norm_pool(x: torch.Tensor, batch: torch.Tensor, size: int | None = None) -> torch.Tensor:
+    """Sum over each graph's atoms divided by a constant: keeps molecular size (as sum does)
+    at the scale of one atom's state (chemprop 2's default ``norm`` aggregation)."""
+    return global_add_pool(x, batch, size=size) / NORM_DIVISOR
+
+
+POOLINGS = {"sum": global_add_pool, "mean": global_mean_pool, "max": global_max_pool, "norm": _norm_pool}
 
 
 def graph_pooling(name: str) -> Callable[..., torch.Tensor]:
-    """Graph readout by name: ``sum``, ``mean`` or ``max`` over each graph's atoms."""
+    """Graph readout by name: ``sum``, ``mean``, ``max`` or ``norm`` (sum / 100) over each graph's atoms."""
     try:
         return POOLINGS[name]
     except KeyError:
@@ -52,7 +61,7 @@ class GraphEncoderModel(nn.Module):
 
     def __init__(
         self, n_tasks: int, atom_dim: int = ATOM_DIM, bond_dim: int = BOND_DIM, hidden: int = 300, depth: int = 3,
-        dropout: float = 0.0, pooling: str = "mean", ffn_hidden: int = 300, ffn_layers: int = 1, extra_dim: int = 0,
+        dropout: float = 0.0, pooling: str = "norm", ffn_hidden: int = 300, ffn_layers: int = 1, extra_dim: int = 0,
     ) -> None:
         super().__init__()
         self.hparams = hyperparameters(locals())
