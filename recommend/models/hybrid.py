@@ -105,6 +105,23 @@ class InnerFold:
     exclude: sp.csr_matrix
 
 
+@dataclass
+class _PreparedFold:
+    """An inner fold's part of the tuning that no behavior candidate changes (see ``_prepare_fold``)."""
+
+    matrix: sp.csr_matrix
+    rows: np.ndarray
+    truth: sp.csr_matrix
+    excluded: np.ndarray          # (patients, items) bool: never ranked
+    history: sp.csr_matrix
+    warm: np.ndarray
+    usage_prior: np.ndarray
+    content: np.ndarray           # scaled content scores
+    cold_truth: sp.csr_matrix
+    cold_tops: dict[int, tuple[np.ndarray, np.ndarray]]  # cold-form index -> cold ranking, forms without p
+    tied_top: tuple[np.ndarray, np.ndarray]             # the cold part at weight 0: all tied
+
+
 def inner_folds(context: FitContext | None, user_items: sp.csr_matrix, share: float, seed: int,
                 repeats: int) -> list[InnerFold]:
     """The run's split applied to the context's events (see the module docstring); no split: a matrix holdout.
@@ -256,9 +273,10 @@ class HybridRecommender(Recommender):
         """Every unset setting and the behavior candidate, tuned on the inner folds (see the module docstring):
         mean NDCG@10 over the folds."""
         forms, alphas, weights = self._candidates()
+        prepared = [self._prepare_fold(fold) for fold in folds]  # shared by every behavior candidate
         best: tuple[float, dict[str, float]] | None = None
         for index, spec in enumerate(self.behavior_specs):
-            qualities = [self._fold_quality(fold, spec) for fold in folds]
+            qualities = [self._fold_quality(fold, spec) for fold in prepared]
             form = int(np.argmax(np.sum([q[0] for q in qualities], axis=0)))  # ties: the first listed
             blend = np.mean([q[1][form] for q in qualities], axis=0)
             a, w = np.unravel_index(int(np.argmax(blend)), blend.shape)
@@ -267,13 +285,12 @@ class HybridRecommender(Recommender):
                                             "propagation": forms[form][0], "prior": forms[form][1]}
         return best[1]
 
-    def _fold_quality(self, fold: InnerFold, spec: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        """NDCG@10 on one inner fold with the ``spec`` behavior model: of each cold form on the cold targets
-        (ranking the cold drugs alone; 0 without cold targets), and of each (form, alpha, cold weight) on every
-        target."""
-        forms, alphas, weights = self._candidates()
+    def _prepare_fold(self, fold: InnerFold) -> _PreparedFold:
+        """What one inner fold's scoring needs whatever the behavior model: the patients scored (a sample bounds
+        the cost and ranks the few candidates as well), their content scores, and the cold part's rankings by
+        each cold form that reads no behavior score (``propagation`` 0)."""
         rows, truth, exclude = fold.rows, fold.truth, fold.exclude
-        if len(rows) > TUNE_USERS:  # a sample ranks the few candidates as well and bounds the cost
+        if len(rows) > TUNE_USERS:
             keep = np.sort(np.random.default_rng(self.seed).choice(len(rows), TUNE_USERS, replace=False))
             rows, truth, exclude = rows[keep], truth[keep], exclude[keep]
         has_target = truth.getnnz(axis=1) > 0
@@ -281,28 +298,44 @@ class HybridRecommender(Recommender):
             raise ValueError(f"hybrid: the inner validation fold has no target to tune on; {UNTUNED}")
         rows, truth, excluded = rows[has_target], truth[has_target], exclude[has_target].toarray() > 0
         history = fold.matrix[rows]
-        behavior = self._behavior(spec).fit(fold.matrix)
-        # The inner fold's warm drugs and prior, for the scoring helpers; fit sets the full matrix's afterwards.
-        self.warm, self.usage_prior = fold.matrix.getnnz(axis=0) > 0, self._usage_prior(fold.matrix)
-        b, c = self._scaled(behavior.score(rows, history), self._content_score(rows, history))
-        p = self._propagated(b) if any(beta > 0 for beta, _ in forms) else None
-        warm, cold = np.flatnonzero(self.warm), np.flatnonzero(~self.warm)
-        cold_truth = truth.multiply(~self.warm[None, :]).tocsr()
+        warm = fold.matrix.getnnz(axis=0) > 0
+        usage_prior = self._usage_prior(fold.matrix)
+        self.warm, self.usage_prior = warm, usage_prior  # the scoring helpers read them; fit resets both
+        c = _scale_rows(np.asarray(self._content_score(rows, history), dtype=np.float32), np.ones(len(warm), bool))
+        cold_truth = truth.multiply(~warm[None, :]).tocsr()
         cold_truth.eliminate_zeros()
-        with_cold = cold_truth.getnnz(axis=1) > 0
+        cold = np.flatnonzero(~warm)
+        forms = self._candidates()[0]
+        cold_tops = {f: _top_columns(np.where(excluded, -np.inf, self._cold_score(c, None, beta, gamma)), cold)
+                     for f, (beta, gamma) in enumerate(forms) if beta == 0}
+        return _PreparedFold(fold.matrix, rows, truth, excluded, history, warm, usage_prior, c, cold_truth,
+                             cold_tops, _top_columns(np.where(excluded, -np.inf, 0.0), cold))
+
+    def _fold_quality(self, fold: _PreparedFold, spec: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """NDCG@10 on one prepared inner fold with the ``spec`` behavior model: of each cold form on the cold
+        targets (ranking the cold drugs alone; 0 without cold targets), and of each (form, alpha, cold weight)
+        on every target."""
+        forms, alphas, weights = self._candidates()
+        self.warm, self.usage_prior = fold.warm, fold.usage_prior
+        b = _scale_rows(np.asarray(self._behavior(spec).fit(fold.matrix).score(fold.rows, fold.history),
+                                   dtype=np.float32), fold.warm)
+        c, excluded, truth = fold.content, fold.excluded, fold.truth
+        p = self._propagated(b) if any(beta > 0 for beta, _ in forms) else None
+        warm, cold = np.flatnonzero(fold.warm), np.flatnonzero(~fold.warm)
+        with_cold = fold.cold_truth.getnnz(axis=1) > 0
         # Warm drugs' scores depend on alpha only, cold ones' on the form and weight: each part is ranked once
         # per setting of its own, and the parts' top 10s are merged per combination.
         warm_top = [_top_columns(np.where(excluded, -np.inf, (1.0 - alpha) * b + alpha * c), warm)
                     for alpha in alphas]
-        tied_top = _top_columns(np.where(excluded, -np.inf, 0.0), cold)  # weight 0: cold drugs tie, as scored
         form_quality, blend_quality = np.zeros(len(forms)), np.zeros((len(forms), len(alphas), len(weights)))
         for f, (beta, gamma) in enumerate(forms):
-            cold_top = _top_columns(np.where(excluded, -np.inf, self._cold_score(c, p, beta, gamma)), cold)
+            cold_top = fold.cold_tops[f] if f in fold.cold_tops else _top_columns(
+                np.where(excluded, -np.inf, self._cold_score(c, p, beta, gamma)), cold)
             if with_cold.any():
-                form_quality[f] = ranking_metrics(cold_top[0][with_cold], cold_truth[with_cold],
+                form_quality[f] = ranking_metrics(cold_top[0][with_cold], fold.cold_truth[with_cold],
                                                   [TUNE_K])[f"ndcg@{TUNE_K}"]
             for a, w in np.ndindex(len(alphas), len(weights)):
-                blend_quality[f, a, w] = _merged_ndcg(warm_top[a], cold_top if weights[w] > 0 else tied_top,
+                blend_quality[f, a, w] = _merged_ndcg(warm_top[a], cold_top if weights[w] > 0 else fold.tied_top,
                                                       weights[w], truth)
         return form_quality, blend_quality
 
