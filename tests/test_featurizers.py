@@ -6,6 +6,9 @@ from rdkit import Chem, DataStructs
 from rdkit.Chem import AllChem, Descriptors
 
 from featurestore import ATOM_DIM, BOND_DIM, DESCRIPTOR_NAMES, FeatureView, fingerprint_matrix, graphs_from_frame
+from featurestore.featurizers.graph import GraphFeaturizer
+from featurestore.featurizers.molecule import descriptor_vector
+from featurestore.standardize import RDKIT_VERSION
 from tests.molecules import ASPIRIN
 
 ASPIRIN_ECFP4_ON_BITS = [
@@ -102,6 +105,32 @@ def test_graph_view_with_a_fingerprint_carries_the_ecfp_view_as_molecule_feature
     *graph, fingerprint = view.build()("CCO")
     np.testing.assert_array_equal(fingerprint, expected[0])
     assert "mol_features" not in graphs_from_frame(FeatureView("graph").build().batch(["CCO"]))[0]
+
+
+def test_graph_view_with_descriptors_appends_rdkit_2d_values_after_the_fingerprint():
+    # The ECFP-only view keeps the id its stored rows were built under.
+    ecfp_params = {"radius": 2, "n_bits": 2048, "counts": True}
+    assert FeatureView("graph", {"fingerprint": ecfp_params}).id == "graph-53883f17d4d7"
+    view = FeatureView("graph", {"fingerprint": {"radius": 2, "n_bits": 16, "counts": True}, "descriptors": True})
+    assert view.resolved_params["rdkit"] == RDKIT_VERSION
+    frame = view.build().batch(["CCO", "c1ccccc1C(=O)O"])
+    features = fingerprint_matrix(frame, "mol_features")
+    assert features.dtype == np.float32 and features.shape == (2, 16 + len(DESCRIPTOR_NAMES))
+    ethanol = dict(zip(DESCRIPTOR_NAMES, features[0, 16:]))
+    assert ethanol["MolWt"] == pytest.approx(46.069, abs=1e-3) and ethanol["NumHDonors"] == 1
+    assert ethanol["MolLogP"] == pytest.approx(Descriptors.MolLogP(Chem.MolFromSmiles("CCO")), abs=1e-5)
+    *_, single = view.build()("CCO")
+    np.testing.assert_array_equal(single, features[0])
+    with pytest.raises(ValueError, match="computed with RDKit 2000.01.1"):
+        GraphFeaturizer(descriptors=True, rdkit="2000.01.1")
+
+
+def test_descriptor_vector_zeroes_non_finite_values_and_clips_huge_ones(monkeypatch):
+    names = DESCRIPTOR_NAMES[:3]
+    monkeypatch.setattr(Descriptors, "CalcMolDescriptors",
+                        lambda mol, **_: {names[0]: float("nan"), names[1]: 1e80, names[2]: -2.5})
+    vector = descriptor_vector(Chem.MolFromSmiles("C"))
+    assert vector[:3].tolist() == [0.0, pytest.approx(1e30, rel=1e-6), -2.5] and np.isfinite(vector).all()
 
 
 def test_graph_rows_with_errors_are_refused():

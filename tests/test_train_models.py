@@ -99,6 +99,8 @@ def test_graph_models_concatenate_molecule_features_to_the_readout(store):
     before = model(batch)
     batch.mol_features = batch.mol_features + 1.0  # the readout reads the features
     assert not torch.equal(before, model(batch))
+    batch.mol_features = -1e30 * torch.ones_like(batch.mol_features)  # descriptors: any sign and magnitude
+    assert torch.isfinite(model(batch)).all()
     with pytest.raises(ValueError, match="attentivefp reads graphs only"):
         build_model("attentivefp", {"n_tasks": 1, **dims})
 

@@ -52,8 +52,9 @@ class GraphEncoderModel(nn.Module):
     atom states ``(N, hidden)``. Defaults are chemprop 2's; ``conf/model`` sets each model's own.
 
     ``extra_dim > 0``: the batch carries molecule-level features ``mol_features`` ``(graphs,
-    extra_dim)`` (a graph view with a fingerprint, e.g. ECFP counts), concatenated to the
-    readout as ``log1p`` (counts span 0-255; a fixed transform needs no fitted scaler).
+    extra_dim)`` (a graph view with a fingerprint and/or RDKit descriptors), concatenated to the
+    readout as ``sign(x) log1p(|x|)``: counts span 0-255 and descriptors many orders of magnitude,
+    and a fixed transform needs no fitted scaler (for counts it is ``log1p``).
     """
 
     input_kind = "graph"
@@ -74,5 +75,6 @@ class GraphEncoderModel(nn.Module):
         atoms = self.encoder(batch.x, batch.edge_index, batch.edge_attr)
         graphs = self.readout(atoms, batch.batch, size=batch.num_graphs)
         if self.extra_dim:
-            graphs = torch.cat([graphs, torch.log1p(batch.mol_features)], dim=1)
+            features = batch.mol_features
+            graphs = torch.cat([graphs, torch.sign(features) * torch.log1p(features.abs())], dim=1)
         return self.head(graphs)

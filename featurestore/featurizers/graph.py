@@ -29,7 +29,10 @@ import pyarrow as pa
 from rdkit import Chem
 
 from featurestore.featurizers.base import FeaturizationError, Featurizer, register_featurizer
-from featurestore.featurizers.molecule import ECFPFeaturizer, array_column, fingerprint_matrix, mol_from_smiles
+from featurestore.featurizers.molecule import (
+    DESCRIPTOR_NAMES, ECFPFeaturizer, array_column, descriptor_vector, fingerprint_matrix, mol_from_smiles,
+)
+from featurestore.standardize import RDKIT_VERSION
 
 if TYPE_CHECKING:
     from torch_geometric.data import Data
@@ -185,10 +188,12 @@ def graph_arrays(column: pl.Series) -> tuple[np.ndarray, np.ndarray]:
 class GraphFeaturizer(Featurizer[str, tuple]):
     """SMILES -> (atom features, masses, edge index, bond features) arrays.
 
-    ``fingerprint`` (ECFP parameters, e.g. ``{radius: 2, n_bits: 2048, counts: true}``) also
-    stores the molecule's fingerprint as ``mol_features``: molecule-level inputs that graph
-    models concatenate to their readout (chemprop's extra features, ``morgan_count`` there).
-    Unset, the view (and its id) is the plain graph.
+    ``fingerprint`` (ECFP parameters, e.g. ``{radius: 2, n_bits: 2048, counts: true}``) and/or
+    ``descriptors=True`` (every RDKit 2D descriptor, :func:`~featurestore.featurizers.molecule.descriptor_vector`)
+    also store ``mol_features``: molecule-level inputs that graph models concatenate to their
+    readout (chemprop's extra features: ``morgan_count``, ``rdkit_2d``). Fingerprint alone: UInt8
+    counts; with descriptors: Float32, fingerprint first. Descriptors depend on the RDKit release,
+    so its version is part of the view's parameters (and id). Unset, the view is the plain graph.
 
     ``batch`` (what the store runs) collects every molecule's raw values into flat lists
     and builds the stored columns once per chunk; decoded, they are the same arrays as
@@ -198,17 +203,39 @@ class GraphFeaturizer(Featurizer[str, tuple]):
     name = "graph"
     version = "2"  # 2: arrays stored as Binary cells instead of nested lists
 
-    def __init__(self, fingerprint: Mapping[str, Any] | None = None) -> None:
-        super().__init__(**({"fingerprint": dict(fingerprint)} if fingerprint else {}))
+    def __init__(self, fingerprint: Mapping[str, Any] | None = None, descriptors: bool = False,
+                 rdkit: str | None = None) -> None:
+        if descriptors and rdkit not in (None, RDKIT_VERSION):
+            raise ValueError(f"this graph view's descriptors were computed with RDKit {rdkit}; "
+                             f"RDKit {RDKIT_VERSION} is installed (descriptor values differ between releases)")
+        params: dict[str, Any] = {"fingerprint": dict(fingerprint)} if fingerprint else {}
+        if descriptors:
+            params |= {"descriptors": True, "rdkit": RDKIT_VERSION}
+        super().__init__(**params)
         self.fingerprint = ECFPFeaturizer(**fingerprint) if fingerprint else None
+        self.descriptors = bool(descriptors)
+
+    @property
+    def mol_width(self) -> int:
+        """Width of ``mol_features`` (0: none stored)."""
+        return (self.fingerprint.width if self.fingerprint else 0) + (len(DESCRIPTOR_NAMES) if self.descriptors else 0)
 
     def schema(self) -> dict[str, pl.DataType]:
+        dtype = pl.Float32 if self.descriptors else pl.UInt8
         return {
             "num_atoms": pl.Int32,
             "num_bonds": pl.Int32,
             **{name: pl.Binary for name in GRAPH_ARRAYS},
-            **({"mol_features": pl.Array(pl.UInt8, self.fingerprint.width)} if self.fingerprint else {}),
+            **({"mol_features": pl.Array(dtype, self.mol_width)} if self.mol_width else {}),
         }
+
+    def _mol_features(self, mol: Chem.Mol) -> np.ndarray | None:
+        parts = [self.fingerprint.from_mol(mol)] if self.fingerprint else []
+        if self.descriptors:
+            parts.append(descriptor_vector(mol))
+        if not parts:
+            return None
+        return np.concatenate(parts).astype(np.float32) if self.descriptors else parts[0]
 
     def __call__(self, item: str) -> tuple[np.ndarray, ...]:
         atom_feats: list = []
@@ -222,7 +249,7 @@ class GraphFeaturizer(Featurizer[str, tuple]):
         )
         graph = (atoms.reshape(num_atoms, len(ATOM_FEATURES)), mass, edges.reshape(2, -1),
                  bonds.reshape(-1, len(BOND_FEATURES)))
-        return graph + ((self.fingerprint.from_mol(mol),) if self.fingerprint else ())
+        return graph + ((self._mol_features(mol),) if self.mol_width else ())
 
     def batch(self, items: Sequence[str]) -> pl.DataFrame:
         atom_feats: list = []
@@ -249,7 +276,7 @@ class GraphFeaturizer(Featurizer[str, tuple]):
             num_atoms.append(n_atoms)
             num_bonds.append(n_bonds)
             errors.append(None)
-            fingerprints.append(self.fingerprint.from_mol(mol) if self.fingerprint else None)
+            fingerprints.append(self._mol_features(mol))
         atom_counts = np.array([n or 0 for n in num_atoms], dtype=np.int64)
         bond_counts = np.array([n or 0 for n in num_bonds], dtype=np.int64)
         atoms, mass, edges, bonds = _graph_arrays(atom_feats, masses, bond_ends, bond_feats, bond_counts)
@@ -261,8 +288,9 @@ class GraphFeaturizer(Featurizer[str, tuple]):
                 "atom_mass": _blob_column("atom_mass", atom_counts, mass),
                 "edge_index": _blob_column("edge_index", 2 * bond_counts, edges),
                 "bond_features": _blob_column("bond_features", 2 * bond_counts, bonds),
-                **({"mol_features": array_column("mol_features", fingerprints, self.fingerprint.width, np.uint8)}
-                   if self.fingerprint else {}),
+                **({"mol_features": array_column("mol_features", fingerprints, self.mol_width,
+                                                 np.float32 if self.descriptors else np.uint8)}
+                   if self.mol_width else {}),
                 "error": pl.Series("error", errors, dtype=pl.String),
             }
         )

@@ -150,6 +150,20 @@ class RDKit2DFeaturizer(Featurizer[str, dict]):
         return row
 
 
+DESCRIPTOR_LIMIT = 1e30  # |values| beyond it (Ipc of large molecules reaches 1e60) are clipped to fit float32
+
+
+def descriptor_vector(mol: Chem.Mol) -> np.ndarray:
+    """Every RDKit 2D descriptor of ``mol`` (:data:`DESCRIPTOR_NAMES` order) as float32, for use as model
+    input: a value that is not finite (or a descriptor that raised) becomes 0, as chemprop's descriptor
+    features do, and magnitudes are clipped at :data:`DESCRIPTOR_LIMIT`. :class:`RDKit2DFeaturizer` keeps
+    such values as null instead, for inspection."""
+    values = Descriptors.CalcMolDescriptors(mol, missingVal=float("nan"), silent=True)
+    vector = np.array([values.get(name, float("nan")) for name in DESCRIPTOR_NAMES], dtype=np.float64)
+    vector = np.clip(np.nan_to_num(vector, nan=0.0, posinf=0.0, neginf=0.0), -DESCRIPTOR_LIMIT, DESCRIPTOR_LIMIT)
+    return vector.astype(np.float32)
+
+
 def fingerprint_matrix(df: pl.DataFrame, column: str = "fp") -> np.ndarray:
     """Dense ``(rows, width)`` numpy matrix from a fingerprint view's ``Array`` column."""
     return df.get_column(column).to_numpy()
