@@ -14,6 +14,8 @@ masked loss, each label in its set's given split), trained once per ``--multitas
 seed (the seed also draws the validation share); each target's GNN row is the test RMSE of
 the models' mean prediction on the target's test molecules (the same molecules as the
 single-target runs), and its wall time the runs' total divided by the 30 targets.
+``--multitask-variants`` makes the ensemble span configurations too (every variant x seed),
+e.g. ``'' 'model.hparams.dropout=0.25'``.
 
 Targets run smallest first, and the JSON is rewritten after each, so a run cut short still
 reports the targets it finished. A finished run folder is read back, not rerun.
@@ -133,6 +135,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="one GNN over all 30 targets (data=moleculeace_multitask), trained once per seed")
     parser.add_argument("--multitask-seeds", nargs="+", type=int, default=None,
                         help="--multitask: the models' seeds, their mean prediction is scored (default: --seed)")
+    parser.add_argument("--multitask-variants", nargs="+", default=[""],
+                        help="--multitask: extra Hydra overrides per ensemble member configuration, one quoted, "
+                             "space-separated string each ('' = none); the ensemble is every variant x seed")
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
@@ -142,10 +147,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     gnn_args = [f"+experiment={args.gnn_preset}", f"trainer.max_epochs={args.epochs}", *args.gnn_override]
     multitask = None
     if args.multitask:
-        tag = run_tag(args.gnn_preset, f"e{args.epochs}", *args.gnn_override, "multitask")
         seeds = args.multitask_seeds or [args.seed]
-        dirs = [args.work_dir / tag / f"seed{seed}" for seed in seeds]
-        runs = [run_app([*gnn_args, f"seed={seed}", "data=moleculeace_multitask"], d) for seed, d in zip(seeds, dirs)]
+        members = [(variant.split(), seed) for variant in args.multitask_variants for seed in seeds]
+        dirs = [args.work_dir / run_tag(args.gnn_preset, f"e{args.epochs}", *args.gnn_override, *extra, "multitask")
+                / f"seed{seed}" for extra, seed in members]
+        runs = [run_app([*gnn_args, *extra, f"seed={seed}", "data=moleculeace_multitask"], d)
+                for (extra, seed), d in zip(members, dirs)]
         failed = [run["error"] for run in runs if "error" in run]
         multitask = ({target: {"error": failed[0]} for target in targets} if failed
                      else multitask_rows(runs, dirs))
