@@ -59,6 +59,22 @@ def test_surrogate_sends_the_best_ucb_and_skips_scored_molecules():
     assert surrogate.choose(["CCN"], 2) == ["CCN"]  # no more candidates than slots: no screening needed
 
 
+def test_exploration_sends_a_share_of_random_children_past_the_surrogate():
+    table = {f"C{'C' * i}O": (i / 10, 0.0) for i in range(10)}  # the longer, the better predicted
+    picks = []
+    for seed in (0, 1):
+        surrogate = Surrogate(SurrogateGA(acquisition="greedy", explore=0.5), seed=seed)
+        surrogate.scores = {"C": 0.0}
+        surrogate.predict = lambda smiles: tuple(np.array([table[s][i] for s in smiles]) for i in (0, 1))
+        chosen = surrogate.choose(list(table), 4)
+        assert chosen[:2] == ["CCCCCCCCCCO", "CCCCCCCCCO"]  # half by the surrogate, best first
+        assert len(set(chosen)) == 4 and not set(chosen[2:]) & set(chosen[:2])  # half at random from the rest
+        picks.append(chosen[2:])
+    assert picks[0] != picks[1]  # the random half follows the seed
+    with pytest.raises(ValueError, match="explore is a share"):
+        SurrogateGA(explore=1.5)
+
+
 def _calls(out: Path) -> pl.DataFrame:
     return pl.read_parquet(out / "calls.parquet").select("call", "smiles", "score")
 

@@ -83,6 +83,7 @@ class SurrogateGA(GraphGA):
     proposal_factor: int = 10
     acquisition: str = "ucb"
     beta: float = 1.0
+    explore: float = 0.0
     ensemble: int = 3
     hidden: int = 64
     depth: int = 3
@@ -99,6 +100,8 @@ class SurrogateGA(GraphGA):
             raise ValueError(f"unknown acquisition {self.acquisition!r}; choose from {ACQUISITIONS}")
         if self.proposal_factor < 1 or self.ensemble < 1 or self.refit_every < 1:
             raise ValueError(f"need proposal_factor, ensemble and refit_every >= 1, got {self}")
+        if not 0.0 <= self.explore <= 1.0:
+            raise ValueError(f"explore is a share of the oracle calls, in [0, 1]; got {self.explore}")
         if self.acquisition != "greedy" and self.ensemble < 2:
             raise ValueError(f"acquisition {self.acquisition!r} needs a spread: use ensemble >= 2")
 
@@ -123,6 +126,7 @@ class Surrogate:
             torch.set_num_threads(config.num_threads)
         self.config = config
         self.seed = seed
+        self.rng = np.random.default_rng(seed)  # exploration picks
         self.scores: dict[str, float] = {}  # budget-canonical SMILES -> oracle score, in scoring order
         self.graphs: dict[str, Data | None] = {}
         self.members: list[torch.nn.Module] = []
@@ -160,12 +164,19 @@ class Surrogate:
             self.refit()
 
     def choose(self, candidates: list[str], n: int) -> list[str]:
-        """The ``n`` candidates with the best acquisition value (all of them if there are at most ``n``)."""
+        """The ``n`` candidates with the best acquisition value (all of them if there are at most ``n``), of which
+        a share ``explore`` is instead drawn at random from the rest: a child the surrogate cannot judge (an
+        element it never saw, say) still reaches the oracle now and then."""
         if len(candidates) <= n:
             return candidates
         mean, std = self.predict(candidates)
         values = acquisition_values(mean, std, self.config.acquisition, self.config.beta, max(self.scores.values()))
-        chosen = [candidates[i] for i in select_top(values, n)]
+        ranked = select_top(values, len(candidates))
+        random_picks = int(round(self.config.explore * n))
+        picked = ranked[: n - random_picks]
+        if random_picks:
+            picked += sorted(self.rng.choice(ranked[n - random_picks:], random_picks, replace=False).tolist())
+        chosen = [candidates[i] for i in picked]
         # The chosen go to the oracle and into the next fit: keep the graphs predict built so refit reuses them.
         self.graphs.update((key, self._built[key]) for key in chosen if key in self._built)
         return chosen
