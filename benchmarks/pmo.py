@@ -17,6 +17,8 @@ Run (from the repo root)::
 ``sitagliptin_mpo`` with their ``*_pmo`` oracles (PyTDC 0.3.6's total-atom count, the one the
 published numbers were computed with; see ``discovery/oracles/tasks.py``) into their own
 ``<out>/<optimizer>/<name>_pmo/`` run directories; the table names the oracle each row used.
+``--set explore=0.1`` runs the optimizer with other settings, into ``<out>/surrogate_ga-explore-0.1/``
+and ``pmo_surrogate_ga-explore-0.1.json``.
 ``<out>/runs.parquet`` holds the metrics of the runs asked for; ``--results`` (default
 ``benchmarks/results/pmo_<optimizer>.json``) accumulates every (oracle, seed, budget) run across
 invocations, so a benchmark run task by task builds one file, with the table of all of them.
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -59,9 +62,27 @@ RESULT_COLUMNS = ["oracle", "seed", "auc_top1", "auc_top10", "auc_top100", "top1
 OPTIMIZERS = {"graph_ga": GraphGA, "surrogate_ga": SurrogateGA, "reinvent": Reinvent}
 
 
-def run_one(optimizer: str, task: str, seed: int, budget: int, out: Path) -> dict[str, Any]:
+def variant_name(optimizer: str, params: dict[str, Any]) -> str:
+    """The optimizer with its non-default settings, e.g. ``surrogate_ga-explore-0.1`` (run folders, results file)."""
+    return "-".join([optimizer, *(f"{key}-{value}" for key, value in sorted(params.items()))])
+
+
+def parse_settings(pairs: list[str]) -> dict[str, Any]:
+    """``["explore=0.1", "beta=2"]`` -> ``{"explore": 0.1, "beta": 2}`` (values read as YAML scalars)."""
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set wants KEY=VALUE, got {pair!r}")
+        settings[key] = yaml.safe_load(value)
+    return settings
+
+
+def run_one(optimizer: str, task: str, seed: int, budget: int, out: Path,
+            params: dict[str, Any] | None = None) -> dict[str, Any]:
     """Metrics of one (task, seed) run, computing it unless a finished run is on disk."""
-    run_dir = out / optimizer / task / f"seed{seed}"
+    params = params or {}
+    run_dir = out / variant_name(optimizer, params) / task / f"seed{seed}"
     metrics_file = run_dir / "metrics.json"
     if metrics_file.is_file():
         done = json.loads(metrics_file.read_text())
@@ -70,7 +91,7 @@ def run_one(optimizer: str, task: str, seed: int, budget: int, out: Path) -> dic
     pool = load_dataset("moses_sample")
     start = time.perf_counter()
     metrics = run_optimization(
-        get_oracle(task), OPTIMIZERS[optimizer](), pool.get_column("smiles").to_list(), run_dir, budget=budget,
+        get_oracle(task), OPTIMIZERS[optimizer](**params), pool.get_column("smiles").to_list(), run_dir, budget=budget,
         seed=seed, pool_keys=set(pool.get_column("inchikey").drop_nulls().to_list()),
     )
     print(f"{task} seed {seed}: AUC top-10 {metrics['auc_top10']:.3f} ({time.perf_counter() - start:.0f} s)", flush=True)
@@ -118,13 +139,19 @@ def main(argv: list[str] | None = None) -> pl.DataFrame:
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "pmo")
     parser.add_argument("--results", type=Path, default=None,
                         help="JSON accumulating all runs (default benchmarks/results/pmo_<optimizer>.json)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="optimizer settings other than its defaults, e.g. explore=0.1 (own run folders and "
+                             "results file: <optimizer>-explore-0.1)")
     parser.add_argument("--pmo-compat", action="store_true",
                         help=f"run {', '.join(PMO_COMPAT)} with their _pmo oracles (PyTDC 0.3.6 isomer atom count)")
     args = parser.parse_args(argv)
+    params = parse_settings(args.set)
+    OPTIMIZERS[args.optimizer](**params)  # unknown or invalid settings fail here, before any run
+    name = variant_name(args.optimizer, params)
     oracles = [oracle_for(task, args.pmo_compat) for task in args.tasks]
     swapped = [o for t, o in zip(args.tasks, oracles) if o != t]
     print(f"oracles: {', '.join(oracles)}" + (f" (PMO-compatible: {', '.join(swapped)})" if swapped else ""), flush=True)
-    jobs = [(args.optimizer, oracle, seed, args.budget, args.out) for oracle in oracles for seed in args.seeds]
+    jobs = [(args.optimizer, oracle, seed, args.budget, args.out, params) for oracle in oracles for seed in args.seeds]
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
             results = list(pool.map(run_one, *zip(*jobs)))
@@ -134,13 +161,13 @@ def main(argv: list[str] | None = None) -> pl.DataFrame:
     write_parquet_atomic(runs, args.out / "runs.parquet")
     print(f"\nPMO AUC top-10, budget {args.budget}, pool: MOSES 100k sample (paper: ZINC 250k), "
           f"isomer atom count: {'PyTDC 0.3.6 (--pmo-compat)' if args.pmo_compat else 'GuacaMol'}")
-    print(report(runs, args.optimizer))
-    results = args.results or REPO / "benchmarks" / "results" / f"pmo_{args.optimizer}.json"
+    print(report(runs, name))
+    results = args.results or REPO / "benchmarks" / "results" / f"pmo_{name}.json"
     everything = accumulate(results, runs, args.budget)
     write_json_atomic(results, {
-        "benchmark": "pmo", "optimizer": args.optimizer, "pool": "moses_sample (100k MOSES training molecules)",
+        "benchmark": "pmo", "optimizer": args.optimizer, "settings": params, "pool": "moses_sample (100k MOSES training molecules)",
         "git_commit": _git_commit(), "machine": _machine() | {"load_avg_1m_at_end": os.getloadavg()[0]}, "runs": everything.to_dicts(),
-        "table": {str(budget): report(everything.filter(pl.col("budget") == budget), args.optimizer)
+        "table": {str(budget): report(everything.filter(pl.col("budget") == budget), name)
                   for budget in sorted(set(everything.get_column("budget")))},
     })
     print(f"all runs so far: {results}")
