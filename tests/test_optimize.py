@@ -240,3 +240,13 @@ def test_graph_ga_on_qed_reaches_the_published_auc(tmp_path):
     pool = load_dataset("moses_sample").get_column("smiles").to_list()
     metrics = run_optimization(get_oracle("qed"), GraphGA(), pool, tmp_path, budget=10_000, seed=0)
     assert metrics["auc_top10"] > 0.92  # PMO Graph GA: 0.940 (5 seeds, ZINC 250k pool)
+
+
+def test_pmo_benchmark_settings_get_their_own_run_folders():
+    from benchmarks.pmo import parse_settings, variant_name
+
+    assert parse_settings(["explore=0.1", "acquisition=ei"]) == {"explore": 0.1, "acquisition": "ei"}
+    assert variant_name("surrogate_ga", {"explore": 0.1, "beta": 2}) == "surrogate_ga-beta-2-explore-0.1"
+    assert variant_name("graph_ga", {}) == "graph_ga"  # defaults keep the folders of earlier runs
+    with pytest.raises(SystemExit, match="KEY=VALUE, got 'explore'"):
+        parse_settings(["explore"])
