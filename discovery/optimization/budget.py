@@ -80,7 +80,6 @@ class BudgetedOracle:
         self._cache: dict[str, _Entry] = {}
         self._rows: list[dict] = []
         self._asked: list[bool] = []  # per logged call: requested by this run (resumed rows: once replayed)
-        self._n_asked = 0
         self._unflushed = 0
         self._time_offset = 0.0
         self._start = time.perf_counter()
@@ -127,7 +126,7 @@ class BudgetedOracle:
     @property
     def requested(self) -> int:
         """Logged molecules this run has requested: ``calls_used`` unless resumed and still replaying."""
-        return self._n_asked
+        return sum(self._asked)
 
     def __len__(self) -> int:
         return self.calls_used
@@ -146,9 +145,7 @@ class BudgetedOracle:
         if canonical in self._cache:
             self.cache_hits += 1
             entry = self._cache[canonical]
-            if not self._asked[entry.call - 1]:
-                self._asked[entry.call - 1] = True
-                self._n_asked += 1
+            self._asked[entry.call - 1] = True
             return entry.score
         if self.exhausted:
             self.flush()
@@ -166,7 +163,6 @@ class BudgetedOracle:
             "oracle": self.oracle.name, "error": error,
         })
         self._asked.append(True)
-        self._n_asked += 1
         self._unflushed += 1
         if self._unflushed >= self.flush_every or self.exhausted:
             self.flush()

@@ -6,7 +6,6 @@ molecule is computed from the same standardized structure.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict
 from typing import Any
 
@@ -136,21 +135,20 @@ class RDKit2DFeaturizer(Featurizer[str, dict]):
         return {**{name: pl.Float64 for name in DESCRIPTOR_NAMES}, "nonfinite": pl.List(pl.String)}
 
     def __call__(self, item: str) -> dict:
-        values = Descriptors.CalcMolDescriptors(mol_from_smiles(item), missingVal=float("nan"), silent=True)
-        row: dict[str, Any] = {}
-        nonfinite = []
-        for name in DESCRIPTOR_NAMES:
-            value = float(values.get(name, float("nan")))
-            if math.isfinite(value):
-                row[name] = value
-            else:
-                row[name] = None
-                nonfinite.append(name)
-        row["nonfinite"] = nonfinite
+        values = descriptor_values(mol_from_smiles(item))
+        finite = np.isfinite(values)
+        row: dict[str, Any] = {name: float(v) if ok else None for name, v, ok in zip(DESCRIPTOR_NAMES, values, finite)}
+        row["nonfinite"] = [name for name, ok in zip(DESCRIPTOR_NAMES, finite) if not ok]
         return row
 
 
 DESCRIPTOR_LIMIT = 1e30  # |values| beyond it (Ipc of large molecules reaches 1e60) are clipped to fit float32
+
+
+def descriptor_values(mol: Chem.Mol) -> np.ndarray:
+    """Every RDKit 2D descriptor of ``mol`` in :data:`DESCRIPTOR_NAMES` order (float64; NaN where one raised)."""
+    values = Descriptors.CalcMolDescriptors(mol, missingVal=float("nan"), silent=True)
+    return np.array([values.get(name, float("nan")) for name in DESCRIPTOR_NAMES], dtype=np.float64)
 
 
 def descriptor_vector(mol: Chem.Mol) -> np.ndarray:
@@ -158,9 +156,7 @@ def descriptor_vector(mol: Chem.Mol) -> np.ndarray:
     input: a value that is not finite (or a descriptor that raised) becomes 0, as chemprop's descriptor
     features do, and magnitudes are clipped at :data:`DESCRIPTOR_LIMIT`. :class:`RDKit2DFeaturizer` keeps
     such values as null instead, for inspection."""
-    values = Descriptors.CalcMolDescriptors(mol, missingVal=float("nan"), silent=True)
-    vector = np.array([values.get(name, float("nan")) for name in DESCRIPTOR_NAMES], dtype=np.float64)
-    vector = np.clip(np.nan_to_num(vector, nan=0.0, posinf=0.0, neginf=0.0), -DESCRIPTOR_LIMIT, DESCRIPTOR_LIMIT)
+    vector = np.clip(np.nan_to_num(descriptor_values(mol), nan=0.0, posinf=0.0, neginf=0.0), -DESCRIPTOR_LIMIT, DESCRIPTOR_LIMIT)
     return vector.astype(np.float32)
 
 

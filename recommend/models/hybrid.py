@@ -301,7 +301,7 @@ class HybridRecommender(Recommender):
         warm = fold.matrix.getnnz(axis=0) > 0
         usage_prior = self._usage_prior(fold.matrix)
         self.warm, self.usage_prior = warm, usage_prior  # the scoring helpers read them; fit resets both
-        c = _scale_rows(np.asarray(self._content_score(rows, history), dtype=np.float32), np.ones(len(warm), bool))
+        c = self._scaled_content(rows, history)
         cold_truth = truth.multiply(~warm[None, :]).tocsr()
         cold_truth.eliminate_zeros()
         cold = np.flatnonzero(~warm)
@@ -317,8 +317,7 @@ class HybridRecommender(Recommender):
         on every target."""
         forms, alphas, weights = self._candidates()
         self.warm, self.usage_prior = fold.warm, fold.usage_prior
-        b = _scale_rows(np.asarray(self._behavior(spec).fit(fold.matrix).score(fold.rows, fold.history),
-                                   dtype=np.float32), fold.warm)
+        b = self._scaled_behavior(self._behavior(spec).fit(fold.matrix).score(fold.rows, fold.history))
         c, excluded, truth = fold.content, fold.excluded, fold.truth
         p = self._propagated(b) if any(beta > 0 for beta, _ in forms) else None
         warm, cold = np.flatnonzero(fold.warm), np.flatnonzero(~fold.warm)
@@ -339,15 +338,17 @@ class HybridRecommender(Recommender):
                                                       weights[w], truth)
         return form_quality, blend_quality
 
-    def _content_score(self, user_ids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+    def _scaled_content(self, user_ids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        """c: content scores of the patients' drugs (taken or not, or the run's weights), scaled per row."""
         if self.content_history == "binary":
             user_items = user_items.copy()
             user_items.data = (user_items.data != 0).astype(np.float32)
-        return self.content.score(user_ids, user_items)
+        content = self.content.score(user_ids, user_items)
+        return _scale_rows(np.asarray(content, dtype=np.float32), np.ones(len(self.warm), dtype=bool))
 
-    def _scaled(self, behavior: np.ndarray, content: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return (_scale_rows(np.asarray(behavior, dtype=np.float32), self.warm),
-                _scale_rows(np.asarray(content, dtype=np.float32), np.ones(len(self.warm), dtype=bool)))
+    def _scaled_behavior(self, behavior: np.ndarray) -> np.ndarray:
+        """b: behavior scores scaled per row by their largest absolute value over warm drugs."""
+        return _scale_rows(np.asarray(behavior, dtype=np.float32), self.warm)
 
     def _propagated(self, b: np.ndarray) -> np.ndarray:
         """p: positive warm behavior scores spread over content neighbours, scaled per row."""
@@ -368,7 +369,8 @@ class HybridRecommender(Recommender):
         return out
 
     def score(self, user_ids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
-        b, c = self._scaled(self.behavior.score(user_ids, user_items), self._content_score(user_ids, user_items))
+        b = self._scaled_behavior(self.behavior.score(user_ids, user_items))
+        c = self._scaled_content(user_ids, user_items)
         p = self._propagated(b) if self.fitted["propagation"] > 0 else None
         cold = self._cold_score(c, p, self.fitted["propagation"], self.fitted["prior"])
         return self._blend(b, c, cold, self.fitted["alpha"], self.fitted["cold_weight"])
