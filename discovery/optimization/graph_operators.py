@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import NamedTuple
 
 import numpy as np
 from rdkit import Chem, RDLogger
@@ -73,15 +74,31 @@ def ring_ok(mol: Chem.Mol) -> bool:
     return largest <= 6 and not mol.HasSubstructMatch(_RING_ALLENE) and not mol.HasSubstructMatch(_SMALL_RING_DOUBLE)
 
 
-def _fragments(mol: Chem.Mol, bonds: list[int]) -> tuple[Chem.Mol, ...] | None:
+class Fragment(NamedTuple):
+    """A piece of a cut molecule and its attachment points: ``(dummy index, neighbour index)`` per dummy atom."""
+
+    mol: Chem.Mol
+    sites: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def of(cls, mol: Chem.Mol) -> Fragment:
+        """``mol`` with its attachment points found once (a ring crossover joins each fragment eight times)."""
+        return cls(mol, tuple(
+            (atom.GetIdx(), atom.GetNeighbors()[0].GetIdx())
+            for atom in mol.GetAtoms()
+            if atom.GetAtomicNum() == 0 and atom.GetIsotope() == _DUMMY_LABEL and atom.GetDegree() == 1
+        ))
+
+
+def _fragments(mol: Chem.Mol, bonds: list[int]) -> tuple[Fragment, ...] | None:
     pieces = Chem.FragmentOnBonds(mol, bonds, addDummies=True, dummyLabels=[(_DUMMY_LABEL, _DUMMY_LABEL)] * len(bonds))
     try:
-        return Chem.GetMolFrags(pieces, asMols=True, sanitizeFrags=True)
+        return tuple(Fragment.of(piece) for piece in Chem.GetMolFrags(pieces, asMols=True, sanitizeFrags=True))
     except (ValueError, RuntimeError):
         return None
 
 
-def cut_acyclic(mol: Chem.Mol, rng: np.random.Generator) -> tuple[Chem.Mol, ...] | None:
+def cut_acyclic(mol: Chem.Mol, rng: np.random.Generator) -> tuple[Fragment, ...] | None:
     """Cut a random acyclic single bond: two fragments with one dummy atom each."""
     matches = mol.GetSubstructMatches(_ACYCLIC_SINGLE)
     if not matches:
@@ -90,7 +107,7 @@ def cut_acyclic(mol: Chem.Mol, rng: np.random.Generator) -> tuple[Chem.Mol, ...]
     return _fragments(mol, [mol.GetBondBetweenAtoms(a, b).GetIdx()])
 
 
-def cut_ring(mol: Chem.Mol, rng: np.random.Generator) -> tuple[Chem.Mol, ...] | None:
+def cut_ring(mol: Chem.Mol, rng: np.random.Generator) -> tuple[Fragment, ...] | None:
     """Cut two ring bonds (a ring path a-b-c-d at a-b and c-d, or both ring bonds of a
     branching ring atom) so the molecule falls into two fragments with two dummies each."""
     for _ in range(_ATTEMPTS):
@@ -112,30 +129,20 @@ def cut_ring(mol: Chem.Mol, rng: np.random.Generator) -> tuple[Chem.Mol, ...] | 
     return None
 
 
-def _dummy_neighbors(mol: Chem.Mol) -> list[tuple[int, int]]:
-    """``(dummy index, its neighbour's index)`` for every attachment point."""
-    return [
-        (atom.GetIdx(), atom.GetNeighbors()[0].GetIdx())
-        for atom in mol.GetAtoms()
-        if atom.GetAtomicNum() == 0 and atom.GetIsotope() == _DUMMY_LABEL and atom.GetDegree() == 1
-    ]
-
-
-def join(a: Chem.Mol, b: Chem.Mol, pairing: Sequence[int], bond_types: Sequence[Chem.BondType]) -> Chem.Mol | None:
+def join(a: Fragment, b: Fragment, pairing: Sequence[int], bond_types: Sequence[Chem.BondType]) -> Chem.Mol | None:
     """Join fragments ``a`` and ``b`` at their dummy atoms: the i-th attachment of ``a``
     bonds to attachment ``pairing[i]`` of ``b`` with ``bond_types[i]``; dummies removed.
     Returns the unsanitized product, or ``None`` if the attachment counts do not fit."""
-    sites_a, sites_b = _dummy_neighbors(a), _dummy_neighbors(b)
-    if len(sites_a) != len(pairing) or len(sites_b) != len(pairing):
+    if len(a.sites) != len(pairing) or len(b.sites) != len(pairing):
         return None
-    combined = Chem.RWMol(Chem.CombineMols(a, b))
-    offset = a.GetNumAtoms()
-    for (_, atom_a), j, bond in zip(sites_a, pairing, bond_types):
-        atom_b = sites_b[j][1] + offset
+    combined = Chem.RWMol(Chem.CombineMols(a.mol, b.mol))
+    offset = a.mol.GetNumAtoms()
+    for (_, atom_a), j, bond in zip(a.sites, pairing, bond_types):
+        atom_b = b.sites[j][1] + offset
         if combined.GetBondBetweenAtoms(atom_a, atom_b) is not None:
             return None
         combined.AddBond(atom_a, atom_b, bond)
-    dummies = [i for i, _ in sites_a] + [i + offset for i, _ in sites_b]
+    dummies = [i for i, _ in a.sites] + [i + offset for i, _ in b.sites]
     for index in sorted(dummies, reverse=True):
         combined.RemoveAtom(index)
     return combined.GetMol()
