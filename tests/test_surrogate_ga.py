@@ -75,6 +75,21 @@ def test_exploration_sends_a_share_of_random_children_past_the_surrogate():
         SurrogateGA(explore=1.5)
 
 
+def test_a_capped_refit_trains_on_the_new_molecules_and_a_seeded_replay_of_older_ones():
+    capped = Surrogate(SurrogateGA(refit_size=50), seed=3)
+    rows = capped._refit_rows(total=1000, new=20)
+    assert len(rows) == 50 and len(set(rows.tolist())) == 50
+    assert rows[-20:].tolist() == list(range(980, 1000))  # every new molecule, last (they are the validation set)
+    assert rows[:30].max() < 980 and np.all(np.diff(rows[:30]) > 0)  # 30 older ones, in scoring order
+    assert np.array_equal(Surrogate(SurrogateGA(refit_size=50), seed=3)._refit_rows(1000, 20), rows)
+    capped.fits = 1  # the next refit draws another replay sample
+    assert not np.array_equal(capped._refit_rows(1000, 20), rows)
+    assert capped._refit_rows(40, 20).tolist() == list(range(40))  # under the cap: everything
+    assert Surrogate(SurrogateGA(), seed=3)._refit_rows(1000, 20).tolist() == list(range(1000))  # default: no cap
+    with pytest.raises(ValueError, match="refit_size is a number"):
+        SurrogateGA(refit_size=1)
+
+
 def _calls(out: Path) -> pl.DataFrame:
     return pl.read_parquet(out / "calls.parquet").select("call", "smiles", "score")
 
