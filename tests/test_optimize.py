@@ -11,7 +11,7 @@ import pytest
 from rdkit import Chem
 
 from discovery.optimization import BudgetedOracle, BudgetExhausted, GraphGA, auc_top_k, run_optimization
-from discovery.optimization.graph_operators import crossover, mutate, ring_ok
+from discovery.optimization.graph_operators import Fragment, SizeLimits, _first_valid, crossover, mutate, ring_ok
 from discovery.optimization.metrics import diversity, novelty, top_k_mean
 from discovery.oracles import Oracle, get_oracle
 from featurestore.datasets import load_dataset
@@ -113,6 +113,22 @@ def test_crossover_and_mutation_give_valid_new_molecules():
     assert Chem.MolToSmiles(a) == "CC(C)(C)NCC(O)c1ccc(O)c(CO)c1"  # inputs untouched
 
 
+def test_a_crossover_draws_uniformly_among_the_valid_joins():
+    # Jensen's GA builds every join and draws among the valid ones; we join in random order and keep the first
+    # valid one, which is the same draw: each valid product equally often, never an invalid one.
+    chain, quaternary = Fragment.of(Chem.MolFromSmiles("[1*]CCCC")), Fragment.of(Chem.MolFromSmiles("[1*]C(C)(C)C"))
+    single, double = (Chem.BondType.SINGLE,), (Chem.BondType.DOUBLE,)
+    ends = [Fragment.of(Chem.MolFromSmiles(s)) for s in ("[1*]CCO", "[1*]CCN", "[1*]CCS")]
+    joins = [(chain, end, (0,), single) for end in ends] + [(quaternary, ends[0], (0,), double)]  # last: 5-valent C
+    joins.append((chain, Fragment.of(Chem.MolFromSmiles("[1*]CC[1*]")), (0,), single))  # attachment counts differ
+    rng = np.random.default_rng(0)
+    drawn = [Chem.MolToSmiles(_first_valid(joins, rng, SizeLimits(), check_rings=False)) for _ in range(3000)]
+    counts = {smiles: drawn.count(smiles) for smiles in set(drawn)}
+    assert set(counts) == {"CCCCCCO", "CCCCCCN", "CCCCCCS"}
+    assert all(900 < n < 1100 for n in counts.values())  # 1000 each; sd 26
+    assert _first_valid(joins[3:], rng, SizeLimits(), check_rings=False) is None
+
+
 def test_graph_ga_is_deterministic_per_seed_and_improves(tmp_path, pool):
     ga = GraphGA(population_size=20, offspring_size=10)
     runs = {}
@@ -122,8 +138,8 @@ def test_graph_ga_is_deterministic_per_seed_and_improves(tmp_path, pool):
         assert metrics["calls_used"] == 150 and metrics["stopped"] == "budget"
     assert runs["a"].select("smiles", "score").equals(runs["b"].select("smiles", "score"))
     assert not runs["a"].select("smiles").equals(runs["c"].select("smiles"))
-    first_population = runs["a"].head(20).get_column("score").max()
-    assert runs["a"].get_column("score").max() > first_population
+    start_top10 = runs["a"].head(20).get_column("score").sort(descending=True).head(10).mean()
+    assert runs["a"].get_column("score").sort(descending=True).head(10).mean() > start_top10 + 0.02  # children rank
 
 
 def test_graph_ga_converges_on_a_flat_objective_and_carries_auc_forward(tmp_path, pool):
