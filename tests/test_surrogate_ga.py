@@ -85,7 +85,7 @@ def test_a_capped_refit_trains_on_the_new_molecules_and_a_seeded_replay_of_older
     capped.fits = 1  # the next refit draws another replay sample
     assert not np.array_equal(capped._refit_rows(1000, 20), rows)
     assert capped._refit_rows(40, 20).tolist() == list(range(40))  # under the cap: everything
-    assert Surrogate(SurrogateGA(), seed=3)._refit_rows(1000, 20).tolist() == list(range(1000))  # default: no cap
+    assert Surrogate(SurrogateGA(refit_size=None), seed=3)._refit_rows(1000, 20).tolist() == list(range(1000))  # no cap
     with pytest.raises(ValueError, match="refit_size is a number"):
         SurrogateGA(refit_size=1)
 

@@ -85,12 +85,12 @@ class SurrogateGA(GraphGA):
     proposal_factor: int = 10
     acquisition: str = "ucb"
     beta: float = 1.0
-    explore: float = 0.0
+    explore: float = 0.1
     ensemble: int = 3
     hidden: int = 64
     depth: int = 3
     refit_every: int = 200
-    refit_size: int | None = None
+    refit_size: int | None = 2000
     first_epochs: int = 30
     epochs: int = 3
     batch_size: int = 64
