@@ -4,9 +4,10 @@ Each (task, seed) runs ``discovery.optimization.run_optimization`` with the opti
 default hyper-parameters on the 100k MOSES training sample (the paper used ZINC 250k,
 not available here) into ``<out>/<optimizer>/<task>/seed<k>/``. A run whose
 ``metrics.json`` exists for the same budget is read back, not rerun; a killed run resumes
-from its call log. Printed per task: AUC top-10 mean ± sd over seeds beside the published
-means (5 seeds, DESIGN.md 3.3), the difference, and wall seconds per run; then the sums
-over the tasks run (the 20-task sums when all ran: published REINVENT 11.601, Graph GA 11.444).
+from its call log; both refuse a folder whose ``optimizer.json`` records other settings.
+Printed per task: AUC top-10 mean ± sd over seeds beside the published means (5 seeds,
+DESIGN.md 3.3), the difference, and wall seconds per run; then the sums over the tasks
+run (the 20-task sums when all ran: published REINVENT 11.601, Graph GA 11.444).
 
 Run (from the repo root)::
 
@@ -43,6 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from discovery.optimization import GraphGA, Reinvent, SurrogateGA, run_optimization  # noqa: E402
+from discovery.optimization.runner import check_run_settings, run_settings  # noqa: E402
 from discovery.oracles import PMO_COMPAT, PMO_TASKS, get_oracle  # noqa: E402
 from featurestore.datasets import load_dataset  # noqa: E402
 from benchmarks.featurize import _git_commit, _machine  # noqa: E402
@@ -83,15 +85,18 @@ def run_one(optimizer: str, task: str, seed: int, budget: int, out: Path,
     """Metrics of one (task, seed) run, computing it unless a finished run is on disk."""
     params = params or {}
     run_dir = out / variant_name(optimizer, params) / task / f"seed{seed}"
+    oracle, chosen = get_oracle(task), OPTIMIZERS[optimizer](**params)
     metrics_file = run_dir / "metrics.json"
     if metrics_file.is_file():
         done = json.loads(metrics_file.read_text())
         if done["budget"] == budget:
+            if not check_run_settings(run_dir, run_settings(oracle, chosen, seed)):
+                print(f"warning: {run_dir} records no optimizer settings (an older run); reading it back as is")
             return done
     pool = load_dataset("moses_sample")
     start = time.perf_counter()
     metrics = run_optimization(
-        get_oracle(task), OPTIMIZERS[optimizer](**params), pool.get_column("smiles").to_list(), run_dir, budget=budget,
+        oracle, chosen, pool.get_column("smiles").to_list(), run_dir, budget=budget,
         seed=seed, pool_keys=set(pool.get_column("inchikey").drop_nulls().to_list()),
     )
     print(f"{task} seed {seed}: AUC top-10 {metrics['auc_top10']:.3f} ({time.perf_counter() - start:.0f} s)", flush=True)

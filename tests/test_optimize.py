@@ -174,6 +174,27 @@ def test_resume_after_a_crash_pays_only_for_new_molecules(tmp_path, pool, full):
     assert resumed.select("call", "smiles", "score").equals(full.select("call", "smiles", "score"))
 
 
+def test_a_folder_holding_a_run_of_other_settings_is_refused(tmp_path, pool):
+    from benchmarks.pmo import run_one
+
+    ga = GraphGA(population_size=20, offspring_size=10)
+    run_optimization(get_oracle("qed"), ga, pool, tmp_path / "run", budget=40, seed=5)
+    recorded = json.loads((tmp_path / "run" / "optimizer.json").read_text())
+    assert recorded["oracle"] == "qed" and recorded["seed"] == 5 and recorded["settings"]["offspring_size"] == 10
+    other = GraphGA(population_size=20, offspring_size=12)
+    with pytest.raises(ValueError, match="other settings .offspring_size: 10 there, 12 here"):
+        run_optimization(get_oracle("qed"), other, pool, tmp_path / "run", budget=40, seed=5)
+    with pytest.raises(ValueError, match="seed: 5 there, 6 here"):
+        run_optimization(get_oracle("qed"), ga, pool, tmp_path / "run", budget=40, seed=6)
+    # the benchmark reads a finished run back only if it was made with the settings asked for
+    run_dir = tmp_path / "pmo" / "graph_ga" / "qed" / "seed5"
+    run_dir.mkdir(parents=True)
+    for name in ("metrics.json", "optimizer.json"):
+        (run_dir / name).write_text((tmp_path / "run" / name).read_text())
+    with pytest.raises(ValueError, match="offspring_size: 10 there, 70 here"):
+        run_one("graph_ga", "qed", 5, 40, tmp_path / "pmo")
+
+
 def test_resume_after_a_hard_kill_from_the_last_flushed_log(tmp_path, pool, full):
     (tmp_path / "killed").mkdir()
     full.filter(pl.col("call") <= 60).write_parquet(tmp_path / "killed" / "calls.parquet")  # last flush before a SIGKILL

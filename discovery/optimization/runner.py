@@ -6,6 +6,7 @@ function so notebooks and benchmarks use it directly. Outputs in ``out_dir``:
 - ``calls.parquet``: every scored molecule (the budget log; a rerun in the same folder resumes it)
 - ``top.parquet``: the best molecules (rank, smiles, inchikey, score, call)
 - ``metrics.json``: AUC top-1/10/100, top-k means, diversity, novelty, calls, wall time
+- ``optimizer.json``: oracle, seed and every optimizer setting; a rerun in the folder must match it
 - ``optimization_curve.png``, ``top12.png``
 
 With a ``logger`` (``featurestore.tracking``), the curve (group ``curve``, step = calls) and
@@ -14,6 +15,8 @@ the final metrics are logged too.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -33,6 +36,7 @@ from featurestore.tracking import TrackingLogger, numbers
 log = logging.getLogger(__name__)
 
 CALL_LOG = "calls.parquet"
+RUN_SETTINGS = "optimizer.json"
 
 
 class Optimizer(Protocol):
@@ -65,6 +69,34 @@ def summarize(calls: pl.DataFrame, budget: int, pool_keys: set[str], freq: int =
     return metrics
 
 
+def run_settings(oracle: Oracle, optimizer: Optimizer, seed: int) -> dict[str, Any]:
+    """What makes a call log replayable: oracle, seed, optimizer class and every setting (plain JSON values)."""
+    settings = dataclasses.asdict(optimizer) if dataclasses.is_dataclass(optimizer) else {}
+    return json.loads(json.dumps(
+        {"oracle": oracle.name, "seed": seed, "optimizer": type(optimizer).__name__, "settings": settings}, default=str,
+    ))
+
+
+def _flat(record: dict[str, Any]) -> dict[str, Any]:
+    return {**{key: value for key, value in record.items() if key != "settings"}, **record.get("settings", {})}
+
+
+def check_run_settings(out_dir: Path, expected: dict[str, Any]) -> bool:
+    """Whether ``out_dir`` records the settings ``expected`` (False: it records none, a folder from before the
+    record existed); raises, naming what differs, when it records others: a resumed or reused run must be the
+    same run, or its log would mix two optimizers."""
+    path = out_dir / RUN_SETTINGS
+    if not path.is_file():
+        return False
+    before, now = _flat(json.loads(path.read_text())), _flat(expected)
+    differ = [f"{key}: {before.get(key)!r} there, {now.get(key)!r} here" for key in sorted(before.keys() | now.keys())
+              if before.get(key) != now.get(key)]
+    if differ:
+        raise ValueError(f"{out_dir} holds a run with other settings ({'; '.join(differ)}); "
+                         "use another folder, or delete it to start over")
+    return True
+
+
 def run_optimization(
     oracle: Oracle, optimizer: Optimizer, pool: Sequence[str], out_dir: str | Path, *, budget: int = 10_000,
     seed: int = 0, pool_keys: set[str] | None = None, freq_log: int = 100, flush_every: int = 100,
@@ -78,10 +110,15 @@ def run_optimization(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    settings = run_settings(oracle, optimizer, seed)
+    recorded = check_run_settings(out_dir, settings)
     budgeted = BudgetedOracle(oracle, budget, out_dir / CALL_LOG, flush_every)
     resumed = len(budgeted)
     if resumed:
         log.info("resuming %s: %d calls already logged", out_dir / CALL_LOG, resumed)
+        if not recorded:
+            log.warning("%s records no optimizer settings (an older run): resuming it as %s", out_dir, settings)
+    write_json_atomic(out_dir / RUN_SETTINGS, settings)
     start = time.perf_counter()
     try:
         stopped = optimizer.optimize(budgeted, pool, np.random.default_rng(seed))
