@@ -41,6 +41,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -54,6 +55,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import polars as pl
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -97,16 +99,56 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def job_config(overrides: list[str]) -> dict[str, Any]:
+    """The training app's job config for ``overrides``, as Hydra composes it (``--cfg job``: nothing runs)."""
+    done = subprocess.run([sys.executable, "-m", "discovery.train", *overrides, "--cfg", "job"], cwd=REPO,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ValueError(f"discovery.train {' '.join(overrides)} does not compose: {done.stderr.strip()[-500:]}")
+    return yaml.safe_load(done.stdout)
+
+
+def _dotted(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    if not isinstance(tree, dict) or not tree:
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(_dotted(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def config_differences(run_dir: Path, overrides: list[str]) -> list[str]:
+    """Keys where the config ``run_dir`` was trained with differs from what ``overrides`` compose to now
+    (a changed preset or default); every key when the run recorded none."""
+    recorded_file = run_dir / ".hydra" / "config.yaml"
+    wanted = _dotted(job_config(overrides))
+    if not recorded_file.is_file():
+        return sorted(wanted)
+    recorded = _dotted(yaml.safe_load(recorded_file.read_text()))
+    return [f"{key}: {recorded.get(key)!r} there, {wanted.get(key)!r} now"
+            for key in sorted(recorded.keys() | wanted.keys()) if recorded.get(key) != wanted.get(key)]
+
+
 def run_app(overrides: list[str], run_dir: Path) -> dict[str, Any]:
-    """``python -m discovery.train <overrides>`` into ``run_dir`` (reused when its metrics exist).
+    """``python -m discovery.train <overrides>`` into ``run_dir``, reused when its metrics exist and it was trained
+    with the config the overrides compose to now; a run of another config is moved to ``<run_dir>.stale`` first.
 
     Returns the timing plus ``metrics`` (``metrics.json``), or ``error`` with the log's tail.
     """
+    overrides = [*overrides, "trainer.num_threads=1"]
     metrics_file = run_dir / "metrics.json"
     timing_file = run_dir / "benchmark_timing.json"
     if metrics_file.exists() and timing_file.exists():
-        return {**json.loads(timing_file.read_text()), "metrics": json.loads(metrics_file.read_text()), "reused": True}
-    command = [sys.executable, "-m", "discovery.train", *overrides, "trainer.num_threads=1", f"hydra.run.dir={run_dir}"]
+        differences = config_differences(run_dir, overrides)
+        if not differences:
+            return {**json.loads(timing_file.read_text()), "metrics": json.loads(metrics_file.read_text()), "reused": True}
+        stale = run_dir.with_name(f"{run_dir.name}.stale")
+        shutil.rmtree(stale, ignore_errors=True)
+        run_dir.rename(stale)
+        print(f"{run_dir}: trained with another config ({'; '.join(differences[:3])}); moved to {stale}, rerunning",
+              flush=True)
+    command = [sys.executable, "-m", "discovery.train", *overrides, f"hydra.run.dir={run_dir}"]
     timing = timed_process(command, run_dir.parent / f"{run_dir.name}.log")
     if timing["rc"] != 0 or not metrics_file.exists():
         tail = (run_dir.parent / f"{run_dir.name}.log").read_text().strip().splitlines()[-3:]
