@@ -85,7 +85,7 @@ class SurrogateGA(GraphGA):
     proposal_factor: int = 10
     acquisition: str = "ucb"
     beta: float = 1.0
-    explore: float = 0.1
+    explore: float = 0.0
     ensemble: int = 3
     hidden: int = 64
     depth: int = 3
