@@ -124,3 +124,18 @@ def test_registry():
     assert set(MODELS) == {"popularity", "random", "itemknn", "als", "bpr", "ease", "content", "hybrid", "gru"}
     with pytest.raises(KeyError, match="unknown recommender 'nope'"):
         build_model({"name": "nope"})
+
+
+def test_top_n_breaks_ties_by_index_on_a_large_catalog():
+    # The partial-selection path (N < catalog / 4) must keep the lowest-index tied items, as the full sort does,
+    # whatever subset np.argpartition happens to return on this CPU.
+    from recommend.models.base import _empty_ranking, _top_n
+
+    scores = np.zeros((2, 400), dtype=np.float32)
+    scores[0, 300] = 2.0
+    scores[1, [7, 399]] = 1.0
+    scores[1, 3] = -np.inf  # filtered
+    ids, values = _empty_ranking(2, 10)
+    _top_n(scores, ids, values)
+    assert ids[0].tolist() == [300, 0, 1, 2, 3, 4, 5, 6, 7, 8]
+    assert ids[1].tolist() == [7, 399, 0, 1, 2, 4, 5, 6, 8, 9] and values[1, :3].tolist() == [1.0, 1.0, 0.0]

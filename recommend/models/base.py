@@ -166,8 +166,12 @@ def _top_n(scores: np.ndarray, ids_out: np.ndarray, values_out: np.ndarray) -> N
     n_cols = scores.shape[1]
     take = min(ids_out.shape[1], n_cols)
     if take < n_cols // 4:  # partial selection first on large catalogs
-        candidates = np.argpartition(-scores, take - 1, axis=1)[:, :take]
-        candidates.sort(axis=1)  # index order, so the stable sort below breaks ties by index
+        # argpartition alone keeps an arbitrary subset of the items tied at the cut (which one depends on numpy's
+        # build and CPU); keep everything above the cut and the lowest-index items at it.
+        cut = -np.partition(-scores, take - 1, axis=1)[:, take - 1:take]
+        above, at_cut = scores > cut, scores == cut
+        kept = above | (at_cut & (np.cumsum(at_cut, axis=1) <= take - above.sum(axis=1, keepdims=True)))
+        candidates = np.nonzero(kept)[1].reshape(len(scores), take)  # index order, so the stable sort below breaks ties by index
         within = np.argsort(-np.take_along_axis(scores, candidates, axis=1), axis=1, kind="stable")
         order = np.take_along_axis(candidates, within, axis=1)
     else:
