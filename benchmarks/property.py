@@ -64,6 +64,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from featurize import CHEMPROP_VERSION, ensure_chemprop_venv  # noqa: E402
 from featurestore.io import write_json_atomic  # noqa: E402
 from featurestore.provenance import git_commit, package_versions  # noqa: E402
+from featurestore.runs import differences, flatten  # noqa: E402
 
 DATASETS = ("esol", "freesolv", "lipophilicity")
 MODELS = ("gnn", "svr", "chemprop")
@@ -108,26 +109,14 @@ def job_config(overrides: list[str]) -> dict[str, Any]:
     return yaml.safe_load(done.stdout)
 
 
-def _dotted(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
-    if not isinstance(tree, dict) or not tree:
-        return {prefix: tree}
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        flat.update(_dotted(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
-
-
 def config_differences(run_dir: Path, overrides: list[str]) -> list[str]:
     """Keys where the config ``run_dir`` was trained with differs from what ``overrides`` compose to now
     (a changed preset or default); every key when the run recorded none."""
     recorded_file = run_dir / ".hydra" / "config.yaml"
-    wanted = _dotted(job_config(overrides))
+    wanted = job_config(overrides)
     if not recorded_file.is_file():
-        return sorted(wanted)
-    recorded = _dotted(yaml.safe_load(recorded_file.read_text()))
-    return [f"{key}: {recorded.get(key)!r} there, {wanted.get(key)!r} now"
-            for key in sorted(recorded.keys() | wanted.keys()) if recorded.get(key) != wanted.get(key)]
+        return sorted(flatten(wanted))
+    return differences(yaml.safe_load(recorded_file.read_text()), wanted, after_label="now")
 
 
 def run_app(overrides: list[str], run_dir: Path) -> dict[str, Any]:

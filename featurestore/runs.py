@@ -45,6 +45,13 @@ def flatten(values: Mapping[str, Any], prefix: str = "", skip: Iterable[str] = (
     return out
 
 
+def differences(before: Mapping[str, Any], after: Mapping[str, Any], after_label: str = "here") -> list[str]:
+    """``"a.b: <before> there, <after> here"`` for every dotted key where two nested configs differ, sorted."""
+    old, new = flatten(before), flatten(after)
+    return [f"{key}: {old.get(key)!r} there, {new.get(key)!r} {after_label}"
+            for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
+
+
 def _app(command: Sequence[str]) -> str | None:
     """``discovery.train`` from a recorded ``sys.argv`` (``.../discovery/train.py`` or ``-m`` form)."""
     if not command:

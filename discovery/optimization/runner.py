@@ -31,6 +31,7 @@ from discovery.optimization.budget import BudgetedOracle, BudgetExhausted
 from discovery.optimization.metrics import TOP_KS, auc_top_k, diversity, novelty, running_curve, top_k_mean
 from discovery.optimization.plots import plot_curve, plot_top_grid
 from featurestore.io import write_json_atomic, write_parquet_atomic
+from featurestore.runs import differences
 from featurestore.tracking import TrackingLogger, numbers
 
 log = logging.getLogger(__name__)
@@ -88,9 +89,7 @@ def check_run_settings(out_dir: Path, expected: dict[str, Any]) -> bool:
     path = out_dir / RUN_SETTINGS
     if not path.is_file():
         return False
-    before, now = _flat(json.loads(path.read_text())), _flat(expected)
-    differ = [f"{key}: {before.get(key)!r} there, {now.get(key)!r} here" for key in sorted(before.keys() | now.keys())
-              if before.get(key) != now.get(key)]
+    differ = differences(_flat(json.loads(path.read_text())), _flat(expected))
     if differ:
         raise ValueError(f"{out_dir} holds a run with other settings ({'; '.join(differ)}); "
                          "use another folder, or delete it to start over")
