@@ -140,3 +140,15 @@ def test_run_respects_the_budget_and_logs_every_call(cache, pool, tmp_path):
     assert metrics["stopped"] == "budget" and metrics["calls_used"] == calls.height == 20
     assert calls.get_column("smiles").n_unique() == 20 and metrics["invalid_proposals"] > 0
     assert metrics["optimizer"] == "reinvent" and 0.0 < metrics["auc_top10"] <= metrics["top10"]
+
+
+def test_the_settings_record_leaves_out_what_cannot_change_the_run():
+    """A progress bar or another prior cache folder does not refuse a resume; a learning rate does."""
+    from discovery.optimization.runner import run_settings
+
+    qed = get_oracle("qed")
+    recorded = run_settings(qed, Reinvent(prior=TINY), seed=0)
+    assert "progress" not in recorded["settings"] and "cache_dir" not in recorded["settings"]
+    assert recorded["settings"]["prior"]["epochs"] == TINY.epochs  # nested settings stay plain JSON
+    assert run_settings(qed, Reinvent(prior=TINY, progress=False, cache_dir="elsewhere"), seed=0) == recorded
+    assert run_settings(qed, Reinvent(prior=TINY, lr=1e-3), seed=0) != recorded

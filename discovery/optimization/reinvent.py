@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 
 from discovery.optimization.budget import BudgetedOracle, canonical_smiles
 from discovery.optimization.metrics import top_k_mean
+from discovery.optimization.runner import NOT_RECORDED
 from featurestore.featurizers.base import FeaturizationError
 from featurestore.featurizers.tokens import tokenize_smiles
 from featurestore.io import atomic_path, file_lock, write_json_atomic
@@ -274,9 +275,9 @@ class Reinvent:
     min_improvement: float = 0.0
     max_steps: int | None = None
     prior: PriorConfig = field(default_factory=PriorConfig)
-    cache_dir: str | None = None
+    cache_dir: str | None = field(default=None, metadata=NOT_RECORDED)
     num_threads: int | None = 1
-    progress: bool = True
+    progress: bool = field(default=True, metadata=NOT_RECORDED)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.memory_size < self.experience_replay or self.experience_replay < 0:

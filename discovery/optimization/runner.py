@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 CALL_LOG = "calls.parquet"
 RUN_SETTINGS = "optimizer.json"
+# Field metadata of an optimizer setting that cannot change which molecules a run scores (a progress bar,
+# a cache folder): left out of the settings record, so changing it does not refuse a resume.
+NOT_RECORDED = {"recorded": False}
 
 
 class Optimizer(Protocol):
@@ -71,8 +74,12 @@ def summarize(calls: pl.DataFrame, budget: int, pool_keys: set[str], freq: int =
 
 
 def run_settings(oracle: Oracle, optimizer: Optimizer, seed: int) -> dict[str, Any]:
-    """What makes a call log replayable: oracle, seed, optimizer class and every setting (plain JSON values)."""
-    settings = dataclasses.asdict(optimizer) if dataclasses.is_dataclass(optimizer) else {}
+    """What makes a call log replayable: oracle, seed, optimizer class and every setting (plain JSON values)
+    except those marked :data:`NOT_RECORDED`."""
+    settings = {}
+    if dataclasses.is_dataclass(optimizer):
+        unrecorded = {field.name for field in dataclasses.fields(optimizer) if not field.metadata.get("recorded", True)}
+        settings = {name: value for name, value in dataclasses.asdict(optimizer).items() if name not in unrecorded}
     return json.loads(json.dumps(
         {"oracle": oracle.name, "seed": seed, "optimizer": type(optimizer).__name__, "settings": settings}, default=str,
     ))
