@@ -29,7 +29,7 @@ import numpy as np
 from rdkit import Chem
 
 from discovery.optimization.budget import BudgetedOracle
-from discovery.optimization.graph_operators import SizeLimits, crossover, mutate
+from discovery.optimization.graph_operators import Parent, SizeLimits, crossover, mutate
 from discovery.optimization.metrics import top_k_mean
 
 log = logging.getLogger(__name__)
@@ -119,10 +119,17 @@ class GraphGA:
         scores = np.array([m.score for m in population])
         weights = scores - min(scores.min(), 0.0) + _MINIMUM_WEIGHT  # shift only for negative (unbounded) oracles
         mating_pool = rng.choice(len(population), size=self.population_size, replace=True, p=weights / weights.sum())
+        parents: dict[int, Parent] = {}  # prepared on first use, reused for every child of this generation
+
+        def parent(index: int) -> Parent:
+            if index not in parents:
+                parents[index] = Parent(population[index].mol)
+            return parents[index]
+
         children = []
         for _ in range(n):
             a, b = rng.choice(mating_pool, size=2, replace=True)
-            child = crossover(population[a].mol, population[b].mol, rng, limits)
+            child = crossover(parent(a), parent(b), rng, limits)
             if child is not None:
                 child = mutate(child, rng, self.mutation_rate, limits)
             if child is not None:

@@ -90,7 +90,7 @@ class Fragment(NamedTuple):
         ))
 
 
-def _fragments(mol: Chem.Mol, bonds: list[int]) -> tuple[Fragment, ...] | None:
+def _fragments(mol: Chem.Mol, bonds: Sequence[int]) -> tuple[Fragment, ...] | None:
     pieces = Chem.FragmentOnBonds(mol, bonds, addDummies=True, dummyLabels=[(_DUMMY_LABEL, _DUMMY_LABEL)] * len(bonds))
     try:
         return tuple(Fragment.of(piece) for piece in Chem.GetMolFrags(pieces, asMols=True, sanitizeFrags=True))
@@ -98,32 +98,56 @@ def _fragments(mol: Chem.Mol, bonds: list[int]) -> tuple[Fragment, ...] | None:
         return None
 
 
-def cut_acyclic(mol: Chem.Mol, rng: np.random.Generator) -> tuple[Fragment, ...] | None:
+class Parent:
+    """A molecule prepared for crossover: its SMILES and kekulized copy made once, its substructure matches
+    and cuts memoized. A Graph GA generation breeds each population member about a dozen times (a hundred
+    in the surrogate GA), and would otherwise redo all of this for each child."""
+
+    def __init__(self, mol: Chem.Mol) -> None:
+        self.smiles = Chem.MolToSmiles(mol)
+        self.mol = _kekulized(mol)
+        self.has_ring = self.mol.HasSubstructMatch(_ANY_RING_ATOM)
+        self._matches: dict[int, tuple[tuple[int, ...], ...]] = {}  # by id() of a module-level pattern
+        self._cuts: dict[tuple[int, ...], tuple[Fragment, ...] | None] = {}
+
+    def matches(self, pattern: Chem.Mol) -> tuple[tuple[int, ...], ...]:
+        if id(pattern) not in self._matches:
+            self._matches[id(pattern)] = self.mol.GetSubstructMatches(pattern)
+        return self._matches[id(pattern)]
+
+    def cut(self, atom_pairs: Sequence[tuple[int, int]]) -> tuple[Fragment, ...] | None:
+        """The fragments left by cutting the bonds between each pair of atoms (``None``: they do not sanitize)."""
+        bonds = tuple(self.mol.GetBondBetweenAtoms(x, y).GetIdx() for x, y in atom_pairs)
+        if bonds not in self._cuts:
+            self._cuts[bonds] = _fragments(self.mol, bonds)
+        return self._cuts[bonds]
+
+
+def cut_acyclic(parent: Parent, rng: np.random.Generator) -> tuple[Fragment, ...] | None:
     """Cut a random acyclic single bond: two fragments with one dummy atom each."""
-    matches = mol.GetSubstructMatches(_ACYCLIC_SINGLE)
+    matches = parent.matches(_ACYCLIC_SINGLE)
     if not matches:
         return None
-    a, b = matches[rng.integers(len(matches))]
-    return _fragments(mol, [mol.GetBondBetweenAtoms(a, b).GetIdx()])
+    return parent.cut([matches[rng.integers(len(matches))]])
 
 
-def cut_ring(mol: Chem.Mol, rng: np.random.Generator) -> tuple[Fragment, ...] | None:
+def cut_ring(parent: Parent, rng: np.random.Generator) -> tuple[Fragment, ...] | None:
     """Cut two ring bonds (a ring path a-b-c-d at a-b and c-d, or both ring bonds of a
     branching ring atom) so the molecule falls into two fragments with two dummies each."""
     for _ in range(_ATTEMPTS):
         if rng.random() < 0.5:
-            matches = mol.GetSubstructMatches(_RING_CHAIN)
+            matches = parent.matches(_RING_CHAIN)
             if not matches:
                 return None
             a, b, c, d = matches[rng.integers(len(matches))]
             pairs = ((a, b), (c, d))
         else:
-            matches = mol.GetSubstructMatches(_RING_BRANCH)
+            matches = parent.matches(_RING_BRANCH)
             if not matches:
                 return None
             a, b, c = matches[rng.integers(len(matches))]
             pairs = ((a, b), (b, c))
-        fragments = _fragments(mol, [mol.GetBondBetweenAtoms(x, y).GetIdx() for x, y in pairs])
+        fragments = parent.cut(pairs)
         if fragments is not None and len(fragments) == 2:
             return fragments
     return None
@@ -165,7 +189,7 @@ def _first_valid(
     return None
 
 
-def crossover_acyclic(a: Chem.Mol, b: Chem.Mol, rng: np.random.Generator, limits: SizeLimits) -> Chem.Mol | None:
+def crossover_acyclic(a: Parent, b: Parent, rng: np.random.Generator, limits: SizeLimits) -> Chem.Mol | None:
     """Non-ring crossover: a fragment of ``a`` and one of ``b`` joined by a single bond."""
     for _ in range(_ATTEMPTS):
         fragments_a, fragments_b = cut_acyclic(a, rng), cut_acyclic(b, rng)
@@ -178,10 +202,10 @@ def crossover_acyclic(a: Chem.Mol, b: Chem.Mol, rng: np.random.Generator, limits
     return None
 
 
-def crossover_ring(a: Chem.Mol, b: Chem.Mol, rng: np.random.Generator, limits: SizeLimits) -> Chem.Mol | None:
+def crossover_ring(a: Parent, b: Parent, rng: np.random.Generator, limits: SizeLimits) -> Chem.Mol | None:
     """Ring crossover: two-attachment fragments of ``a`` and ``b`` joined by two new bonds,
     each single or double, in both orientations."""
-    if not (a.HasSubstructMatch(_ANY_RING_ATOM) or b.HasSubstructMatch(_ANY_RING_ATOM)):
+    if not (a.has_ring or b.has_ring):
         return None
     for _ in range(_ATTEMPTS):
         fragments_a, fragments_b = cut_ring(a, rng), cut_ring(b, rng)
@@ -198,10 +222,13 @@ def crossover_ring(a: Chem.Mol, b: Chem.Mol, rng: np.random.Generator, limits: S
     return None
 
 
-def crossover(a: Chem.Mol, b: Chem.Mol, rng: np.random.Generator, limits: SizeLimits = SizeLimits()) -> Chem.Mol | None:
-    """A child of ``a`` and ``b`` that differs from both, or ``None`` after 10 tries."""
-    parents = {Chem.MolToSmiles(a), Chem.MolToSmiles(b)}
-    a, b = _kekulized(a), _kekulized(b)
+def crossover(
+    a: Chem.Mol | Parent, b: Chem.Mol | Parent, rng: np.random.Generator, limits: SizeLimits = SizeLimits(),
+) -> Chem.Mol | None:
+    """A child of ``a`` and ``b`` that differs from both, or ``None`` after 10 tries. Pass :class:`Parent`\ s
+    to breed the same molecules many times."""
+    a, b = (p if isinstance(p, Parent) else Parent(p) for p in (a, b))
+    parents = {a.smiles, b.smiles}
     for _ in range(_ATTEMPTS):
         operator = crossover_acyclic if rng.random() <= 0.5 else crossover_ring
         child = operator(a, b, rng, limits)
