@@ -225,8 +225,8 @@ def crossover_ring(a: Parent, b: Parent, rng: np.random.Generator, limits: SizeL
 def crossover(
     a: Chem.Mol | Parent, b: Chem.Mol | Parent, rng: np.random.Generator, limits: SizeLimits = SizeLimits(),
 ) -> Chem.Mol | None:
-    """A child of ``a`` and ``b`` that differs from both, or ``None`` after 10 tries. Pass :class:`Parent`\ s
-    to breed the same molecules many times."""
+    """A child of ``a`` and ``b`` that differs from both, or ``None`` after 10 tries. Pass :class:`Parent`
+    objects to breed the same molecules many times."""
     a, b = (p if isinstance(p, Parent) else Parent(p) for p in (a, b))
     parents = {a.smiles, b.smiles}
     for _ in range(_ATTEMPTS):
