@@ -131,11 +131,16 @@ def test_top_n_breaks_ties_by_index_on_a_large_catalog():
     # whatever subset np.argpartition happens to return on this CPU.
     from recommend.models.base import _empty_ranking, _top_n
 
-    scores = np.zeros((2, 400), dtype=np.float32)
+    scores = np.zeros((4, 400), dtype=np.float32)
     scores[0, 300] = 2.0
     scores[1, [7, 399]] = 1.0
     scores[1, 3] = -np.inf  # filtered
-    ids, values = _empty_ranking(2, 10)
+    scores[2] = np.arange(400)  # no ties
+    scores[3, 100:108] = np.arange(8) + 10.0  # ties at the cut that exactly fill the last two slots
+    scores[3, [5, 50]] = 1.0
+    ids, values = _empty_ranking(4, 10)
     _top_n(scores, ids, values)
     assert ids[0].tolist() == [300, 0, 1, 2, 3, 4, 5, 6, 7, 8]
     assert ids[1].tolist() == [7, 399, 0, 1, 2, 4, 5, 6, 8, 9] and values[1, :3].tolist() == [1.0, 1.0, 0.0]
+    assert ids[2].tolist() == list(range(399, 389, -1))
+    assert ids[3].tolist() == [107, 106, 105, 104, 103, 102, 101, 100, 5, 50]

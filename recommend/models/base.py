@@ -170,7 +170,11 @@ def _top_n(scores: np.ndarray, ids_out: np.ndarray, values_out: np.ndarray) -> N
         # build and CPU); keep everything above the cut and the lowest-index items at it.
         cut = -np.partition(-scores, take - 1, axis=1)[:, take - 1:take]
         above, at_cut = scores > cut, scores == cut
-        kept = above | (at_cut & (np.cumsum(at_cut, axis=1) <= take - above.sum(axis=1, keepdims=True)))
+        room = take - np.count_nonzero(above, axis=1)
+        crowded = np.flatnonzero(np.count_nonzero(at_cut, axis=1) > room)  # more tied items than slots left
+        if len(crowded):  # a running count on those rows only: over a whole batch it was most of the cost
+            at_cut[crowded] &= np.cumsum(at_cut[crowded], axis=1, dtype=np.int32) <= room[crowded, None]
+        kept = above | at_cut
         candidates = np.nonzero(kept)[1].reshape(len(scores), take)  # index order, so the stable sort below breaks ties by index
         within = np.argsort(-np.take_along_axis(scores, candidates, axis=1), axis=1, kind="stable")
         order = np.take_along_axis(candidates, within, axis=1)
