@@ -36,9 +36,14 @@ def pair_matrix(pairs: pl.DataFrame, persons: pl.Series, space: Interactions) ->
 
 def evaluate_fold(
     model: Recommender, train: Interactions, fold: Fold, tasks: Mapping[str, Mapping[str, Any]], ks: Sequence[int],
-    mrr_depth: int | None = None,
+    mrr_depth: int | None = None, max_patients: int | None = None, seed: int = 0,
 ) -> dict[str, dict[str, float]]:
-    """``{task: {metric: value, "patients": n, ...}}`` for a model fitted on ``train``."""
+    """``{task: {metric: value, "patients": n, ...}}`` for a model fitted on ``train``.
+
+    ``max_patients``: rank at most this many of each task's patients, a uniform sample drawn
+    with ``seed`` (the same patients for every model given the same fold), for cohorts where
+    ranking every patient costs more than the estimate needs; ``patients_total`` says how many had targets.
+    """
     n_items = train.shape[1]
     depth = n_items if mrr_depth is None else min(n_items, max(max(ks), mrr_depth))
     item_patients = train.matrix.getnnz(axis=0)
@@ -50,6 +55,10 @@ def evaluate_fold(
         if persons.len() == 0:
             results[task] = {"patients": 0}
             continue
+        total = persons.len()
+        if max_patients is not None and total > max_patients:
+            persons = persons.sample(max_patients, seed=seed).sort()
+            targets = targets.filter(pl.col("person_id").is_in(persons.implode()))
         rows = train.rows(persons)
         user_items = train.matrix[rows]
         truth = pair_matrix(targets, persons, train)
@@ -61,7 +70,8 @@ def evaluate_fold(
             scores = model.score(rows, user_items)
             scores[exclude.nonzero()] = -np.inf
             metrics |= set_metrics(ids[:, : spec.get("set_size", 5)], scores, truth)
-        metrics |= {"patients": int(persons.len()), "targets_per_patient": float(targets.height / persons.len()),
+        metrics |= {"patients": int(persons.len()), "patients_total": total,
+                    "targets_per_patient": float(targets.height / persons.len()),
                     "cold_patients": cold_patients(fold)}
         results[task] = metrics
     return results

@@ -160,7 +160,8 @@ def run_recommend(cfg: DictConfig, out_dir: Path, label: str | None = None) -> d
     logger = start_logger(cfg.logger, out_dir, "recommend.run", config)  # params: the model's and the trial's
     for step, (name, fold) in enumerate(folds.items()):
         model, train, fit_seconds = fit_fold(recommender, fold, items, users, weighting, cfg.progress, split)
-        results = evaluate_fold(model, train, fold, tasks, list(cfg.evaluate.ks), cfg.evaluate.mrr_depth)
+        results = evaluate_fold(model, train, fold, tasks, list(cfg.evaluate.ks), cfg.evaluate.mrr_depth,
+                                cfg.evaluate.max_patients, cfg.seed)
         metrics[name] = {"fit_seconds": round(fit_seconds, 4), "split": fold.info, "tasks": results}
         logger.log_metrics(step, {"fit_seconds": fit_seconds, **numbers(flatten(results))}, name)
     # The last fold is the test fold: its model and matrix serve the saved outputs.

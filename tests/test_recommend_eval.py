@@ -181,3 +181,26 @@ def test_visit_set_metrics_by_hand():
     m = set_metrics(predicted, scores, TARGETS)
     # Visit 0: {1,2} vs {1,3}: jaccard 1/3, f1 1/2, AP (1 + 2/3) / 2; visit 1: exact.
     assert m == pytest.approx({"jaccard": (1 / 3 + 1) / 2, "f1": (0.5 + 1) / 2, "prauc": ((1 + 2 / 3) / 2 + 1) / 2})
+
+
+def test_evaluation_on_a_seeded_sample_of_patients():
+    """``max_patients`` ranks a seeded sample: the same one each time, all patients when it is not smaller,
+    and metrics computed on the sampled patients' targets only."""
+    from recommend.evaluate import evaluate_fold
+    from recommend.run import fit_fold
+
+    rows = []
+    for person in range(1, 41):  # every patient took "a"; odd patients then start "b", even ones "c"
+        rows.append((person, "a", D(2020, 1, 1), None, None))
+        rows.append((person, "b" if person % 2 else "c", D(2020, 9, 1), None, None))
+    rows += [(41, "b", D(2020, 2, 1), None, None)] * 3  # makes "b" the most popular in the history
+    fold = time_split(_events(rows), cutoff="2020-06-01", validation_cutoff="2020-03-01")["test"]
+    users = pl.Series(range(1, 42))
+    model, train, _ = fit_fold({"name": "popularity"}, fold, pl.DataFrame({"item": ITEMS}), users, Weighting())
+    tasks = {"new": {"filter": "history"}}
+    full = evaluate_fold(model, train, fold, tasks, [1])["new"]
+    assert full["patients"] == full["patients_total"] == 40 and full["hr@1"] == pytest.approx(0.5)
+    assert evaluate_fold(model, train, fold, tasks, [1], max_patients=40)["new"] == full
+    sample = evaluate_fold(model, train, fold, tasks, [1], max_patients=8, seed=3)["new"]
+    assert sample == evaluate_fold(model, train, fold, tasks, [1], max_patients=8, seed=3)["new"]
+    assert sample["patients"] == 8 and sample["patients_total"] == 40 and sample["targets_per_patient"] == 1.0
