@@ -212,9 +212,11 @@ class Surrogate:
         self.graphs.update(zip(missing, smiles_graphs(missing)))
         usable = [k for k in keys if self.graphs[k] is not None]
         new = [k for k in keys[self.fitted_on:] if self.graphs[k] is not None]
-        if self.members:
+        actual = [self.scores[k] for k in new]
+        if self.members and len(actual) > 1 and np.ptp(actual) > 0:  # a rank correlation needs differing scores
             # How well the current surrogate ranked the molecules it helped pick: the diagnostic worth logging.
-            rho = spearmanr(self.predict(new)[0], [self.scores[k] for k in new]).statistic
+            predicted = self.predict(new)[0]
+            rho = spearmanr(predicted, actual).statistic if np.ptp(predicted) > 0 else float("nan")
             log.info("surrogate Spearman on %d new molecules: %.2f", len(new), rho)
         targets = np.array([[self.scores[k]] for k in usable])
         self.scaler = TargetScaler.fit(targets, np.ones_like(targets, dtype=bool))
