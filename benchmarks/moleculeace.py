@@ -15,7 +15,10 @@ seed (the seed also draws the validation share); each target's GNN row is the te
 the models' mean prediction on the target's test molecules (the same molecules as the
 single-target runs), and its wall time the runs' total divided by the 30 targets.
 ``--multitask-variants`` makes the ensemble span configurations too (every variant x seed),
-e.g. ``'' 'model.hparams.dropout=0.25'``.
+e.g. ``'' 'model.hparams.dropout=0.25'``. ``--finetune-epochs N`` then fine-tunes each member
+on each target alone (``init_from=`` the member: its graph encoder, a new head, N epochs, the
+member's seed and variant); each target's GNN row is the fine-tuned members' mean prediction,
+its wall time the fine-tuning runs plus the multitask share.
 
 Targets run smallest first, and the JSON is rewritten after each, so a run cut short still
 reports the targets it finished. A finished run folder is read back, not rerun.
@@ -26,6 +29,7 @@ Run (from the repo root)::
     nice -n 5 .venv/bin/python benchmarks/moleculeace.py                      # all 30 targets, 50 epochs
     nice -n 5 .venv/bin/python benchmarks/moleculeace.py --multitask --gnn-preset moleculeace_dmpnn_ecfp --epochs 20
     nice -n 5 .venv/bin/python benchmarks/moleculeace.py --multitask --multitask-seeds 0 1 2 --gnn-preset ...  # ensemble
+    nice -n 5 .venv/bin/python benchmarks/moleculeace.py --multitask ... --finetune-epochs 10   # then per target
 """
 
 from __future__ import annotations
@@ -89,6 +93,25 @@ def multitask_rows(runs: list[dict[str, Any]], run_dirs: list[Path]) -> dict[str
     return {row.pop("task"): {**load, **shared, **row, "members": len(runs)} for row in per_task.iter_rows(named=True)}
 
 
+def finetuned_row(target: str, members: list[tuple[list[str], int, Path]], epochs: int, gnn_args: list[str],
+                  shared: dict[str, Any]) -> dict[str, Any]:
+    """The mean prediction of the multitask members each fine-tuned on ``target`` alone (``shared``: the target's
+    multitask row, whose wall and CPU share are added to the fine-tuning runs')."""
+    runs, dirs = [], []
+    for extra, seed, member_dir in members:
+        run_dir = member_dir.with_name(f"{member_dir.name}_finetune_e{epochs}") / target
+        runs.append(run_app([*gnn_args, *extra, f"seed={seed}", f"data.target={target}",
+                             f"trainer.max_epochs={epochs}", f"init_from={member_dir}"], run_dir))
+        dirs.append(run_dir)
+    failed = [run["error"] for run in runs if "error" in run]
+    if failed:
+        return {"error": failed[0]}
+    (row,) = multitask_rows(runs, dirs).values()  # one task: the target's own, whatever its column is named
+    for key in ("wall_s", "cpu_s"):
+        row[key] = None if row[key] is None or shared.get(key) is None else row[key] + shared[key]
+    return row
+
+
 def summarize(per_target: dict[str, dict[str, Any]], requested: int) -> dict[str, Any]:
     """Means over the targets both models finished (of ``requested``), GNN wins, and the wall-time ratio."""
     done = {t: r for t, r in per_target.items() if "rmse" in r["gnn"] and "rmse" in r["svr"]}
@@ -138,14 +161,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--multitask-variants", nargs="+", default=[""],
                         help="--multitask: extra Hydra overrides per ensemble member configuration, one quoted, "
                              "space-separated string each ('' = none); the ensemble is every variant x seed")
+    parser.add_argument("--finetune-epochs", type=int, default=None,
+                        help="--multitask: fine-tune every member on each target alone for this many epochs")
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
+    if args.finetune_epochs is not None and not args.multitask:
+        parser.error("--finetune-epochs fine-tunes the members of a --multitask run")
 
     targets = args.targets or all_targets()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     gnn_args = [f"+experiment={args.gnn_preset}", f"trainer.max_epochs={args.epochs}", *args.gnn_override]
-    multitask = None
+    multitask, pretrained = None, []
     if args.multitask:
         seeds = args.multitask_seeds or [args.seed]
         members = [(variant.split(), seed) for variant in args.multitask_variants for seed in seeds]
@@ -156,13 +183,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         failed = [run["error"] for run in runs if "error" in run]
         multitask = ({target: {"error": failed[0]} for target in targets} if failed
                      else multitask_rows(runs, dirs))
+        pretrained = [(extra, seed, d) for (extra, seed), d in zip(members, dirs)]
     else:
         tag = run_tag(args.gnn_preset, f"e{args.epochs}", f"seed{args.seed}", *args.gnn_override)
     per_target: dict[str, dict[str, Any]] = {}
     report: dict[str, Any] = {}
     for target in targets:
         common = [f"data.target={target}", f"seed={args.seed}"]
-        if multitask is not None:
+        if multitask is not None and args.finetune_epochs is not None and "error" not in multitask.get(target, {}):
+            gnn_row = finetuned_row(target, pretrained, args.finetune_epochs,
+                                    [f"+experiment={args.gnn_preset}", *args.gnn_override], multitask[target])
+        elif multitask is not None:
             gnn_row = multitask.get(target, {"error": f"{target} is not a task of the multitask run"})
         else:
             gnn_row = target_row(run_app([*gnn_args, f"seed={args.seed}", f"data.target={target}"],
