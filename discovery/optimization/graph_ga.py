@@ -21,6 +21,7 @@ these tuned defaults, stopped only when the whole population was unchanged for
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -119,13 +120,7 @@ class GraphGA:
         scores = np.array([m.score for m in population])
         weights = scores - min(scores.min(), 0.0) + _MINIMUM_WEIGHT  # shift only for negative (unbounded) oracles
         mating_pool = rng.choice(len(population), size=self.population_size, replace=True, p=weights / weights.sum())
-        parents: dict[int, Parent] = {}  # prepared on first use, reused for every child of this generation
-
-        def parent(index: int) -> Parent:
-            if index not in parents:
-                parents[index] = Parent(population[index].mol)
-            return parents[index]
-
+        parent = functools.cache(lambda index: Parent(population[index].mol))  # once per member and generation
         children = []
         for _ in range(n):
             a, b = rng.choice(mating_pool, size=2, replace=True)
