@@ -44,6 +44,8 @@ def evaluate_fold(
     with ``seed`` (the same patients for every model given the same fold), for cohorts where
     ranking every patient costs more than the estimate needs; ``patients_total`` says how many had targets.
     """
+    if max_patients is not None and max_patients < 1:
+        raise ValueError(f"evaluate.max_patients must be a number of patients >= 1 or null (all), not {max_patients}")
     n_items = train.shape[1]
     depth = n_items if mrr_depth is None else min(n_items, max(max(ks), mrr_depth))
     item_patients = train.matrix.getnnz(axis=0)

@@ -204,3 +204,5 @@ def test_evaluation_on_a_seeded_sample_of_patients():
     sample = evaluate_fold(model, train, fold, tasks, [1], max_patients=8, seed=3)["new"]
     assert sample == evaluate_fold(model, train, fold, tasks, [1], max_patients=8, seed=3)["new"]
     assert sample["patients"] == 8 and sample["patients_total"] == 40 and sample["targets_per_patient"] == 1.0
+    with pytest.raises(ValueError, match="max_patients must be a number of patients >= 1 or null"):
+        evaluate_fold(model, train, fold, tasks, [1], max_patients=0)
