@@ -8,7 +8,9 @@ mapping kept as data (``recommend/data/condition_atc.csv``: first_line, add_on o
 alternative, the class's most prescribed drugs, one rationale per line); within a
 class drugs are drawn with Zipf-like popularity. Chronic treatment: start after diagnosis, refills every ``days_supply``
 with gaps, discontinuation hazard per refill, switching within the class, add-on
-escalation. Acute episodes get one short course.
+escalation. Acute episodes get one short course; their counts can be made overdispersed by a
+per-patient frailty (``population.acute_frailty_shape``) and tied to comorbidity (an acute
+condition's ``loading``), both off by default.
 
 Refill rule (tested): within a course, next start ≥ previous start + days_supply −
 ``early_max_days``. Every drug exposure starts on or after its indication's diagnosis.
@@ -216,16 +218,27 @@ def _chronic_diagnoses(
 
 def _acute_episodes(
     rng: np.random.Generator, people: dict[str, np.ndarray], acute: Mapping[str, Mapping[str, Any]],
-    start: int, end: int, offset: int,
+    population: Mapping[str, Any], start: int, end: int, offset: int,
 ) -> dict[str, np.ndarray]:
-    """(person index, condition index, episode day) for every acute episode; condition index from ``offset``."""
+    """(person index, condition index, episode day) for every acute episode; condition index from ``offset``.
+
+    A patient's rate of condition k is ``rate`` x sex x ``exp(loading * latent - (loading * sd)^2 / 2)`` (the
+    comorbidity latent, mean-preserving) x a frailty shared by all acute conditions, Gamma(``shape``, 1 / ``shape``)
+    with ``acute_frailty_shape`` (mean 1; null = none: equal rates, Poisson counts). Frailty makes counts
+    overdispersed, as care use is: the patients who had courses before are the ones who have the next ones.
+    """
     n = len(people["birth"])
+    shape = population.get("acute_frailty_shape")
+    frailty = rng.gamma(shape, 1.0 / shape, size=n) if shape else np.ones(n)
+    sd = population["comorbidity_sd"]
     days = np.arange(start, end + 1)
     calendar = days.astype("datetime64[D]")
     day_of_year = (calendar - calendar.astype("datetime64[Y]")).astype(np.int64) + 1
     persons, conds, when = [], [], []
     for k, spec in enumerate(acute.values()):
-        rate = spec["rate"] * np.where(people["female"], spec["female_rr"], 1.0) * (end - start + 1) / YEAR
+        loading = spec.get("loading", 0.0)
+        rate = (spec["rate"] * np.where(people["female"], spec["female_rr"], 1.0) * (end - start + 1) / YEAR
+                * frailty * np.exp(loading * people["latent"] - (loading * sd) ** 2 / 2))
         counts = rng.poisson(rate, size=n)
         intensity = 1.0 + spec["amplitude"] * np.cos(2 * np.pi * (day_of_year - spec["peak_day"]) / YEAR)
         persons.append(np.repeat(np.arange(n), counts))
@@ -359,7 +372,7 @@ def _simulate_chunk(
     people = _people(rng, n, start, setup.population, first["person"])
 
     chronic_dx = _chronic_diagnoses(rng, people, chronic, treatment, start, end)
-    acute_dx = _acute_episodes(rng, people, acute, start, end, offset=len(chronic))
+    acute_dx = _acute_episodes(rng, people, acute, setup.population, start, end, offset=len(chronic))
     dx = {k: np.concatenate([chronic_dx[k], acute_dx[k]]) for k in chronic_dx}
     del chronic_dx, acute_dx
     order = np.lexsort((dx["condition"], dx["day"], dx["person"]))

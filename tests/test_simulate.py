@@ -272,3 +272,35 @@ def test_a_failed_run_leaves_no_partial_or_temp_file(tmp_path, drugs, written):
     with pytest.raises(ValueError, match="no chunk"):
         write_synthetic(iter([]), out, params)
     assert [p.name for p in out.iterdir()] == [FILES["person"]]
+
+
+def _acute_counts(data: SyntheticOMOP) -> pl.DataFrame:
+    """Per patient (every one, zeros included): acute episodes, and chronic conditions diagnosed."""
+    chronic = set(_params()["chronic"])
+    per = data.condition_occurrence.group_by("person_id").agg(
+        acute=(~pl.col("condition_source_value").is_in(chronic)).sum(),
+        chronic=pl.col("condition_source_value").is_in(chronic).sum())
+    return data.person.select("person_id").join(per, on="person_id", how="left").fill_null(0)
+
+
+def test_acute_frailty_overdisperses_episodes_and_loading_ties_them_to_comorbidity(drugs):
+    """Off (the default): Poisson counts (variance about the mean; the sex rate ratios add a little) and no
+    link to chronic conditions. A Gamma frailty of shape 0.5 with loadings makes the variance many times the
+    mean at about the same mean, and multimorbid patients have more episodes."""
+    plain = _acute_counts(simulate(_params(), drugs))
+    frail = _acute_counts(simulate(_params(**{
+        "population.acute_frailty_shape": 0.5, "+acute.respiratory_infection.loading": 1.0,
+        "+acute.pain.loading": 1.0, "+acute.urinary_tract_infection.loading": 1.0}), drugs))
+
+    def dispersion(counts: pl.DataFrame) -> float:
+        return counts["acute"].var() / counts["acute"].mean()
+
+    def multimorbid_excess(counts: pl.DataFrame) -> float:
+        return (counts.filter(pl.col("chronic") >= 3)["acute"].mean()
+                / counts.filter(pl.col("chronic") == 0)["acute"].mean())
+
+    assert dispersion(plain) < 1.3
+    assert dispersion(frail) > 10.0
+    assert frail["acute"].mean() == pytest.approx(plain["acute"].mean(), rel=0.2)
+    assert multimorbid_excess(plain) == pytest.approx(1.0, abs=0.15)
+    assert multimorbid_excess(frail) > 1.5
