@@ -229,7 +229,9 @@ def _acute_episodes(
     """
     n = len(people["birth"])
     shape = population.get("acute_frailty_shape")
-    frailty = rng.gamma(shape, 1.0 / shape, size=n) if shape else np.ones(n)
+    if shape is not None and not shape > 0:
+        raise ValueError(f"population.acute_frailty_shape must be > 0 (or null: no frailty), got {shape!r}")
+    frailty = np.ones(n) if shape is None else rng.gamma(shape, 1.0 / shape, size=n)
     sd = population["comorbidity_sd"]
     days = np.arange(start, end + 1)
     calendar = days.astype("datetime64[D]")

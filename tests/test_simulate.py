@@ -304,3 +304,5 @@ def test_acute_frailty_overdisperses_episodes_and_loading_ties_them_to_comorbidi
     assert frail["acute"].mean() == pytest.approx(plain["acute"].mean(), rel=0.2)
     assert multimorbid_excess(plain) == pytest.approx(1.0, abs=0.15)
     assert multimorbid_excess(frail) > 1.5
+    with pytest.raises(ValueError, match=r"acute_frailty_shape must be > 0 .* got 0"):
+        simulate(_params(**{"population.acute_frailty_shape": 0}), drugs)
