@@ -228,9 +228,7 @@ def _acute_episodes(
     overdispersed, as care use is: the patients who had courses before are the ones who have the next ones.
     """
     n = len(people["birth"])
-    shape = population.get("acute_frailty_shape")
-    if shape is not None and not shape > 0:
-        raise ValueError(f"population.acute_frailty_shape must be > 0 (or null: no frailty), got {shape!r}")
+    shape = population.get("acute_frailty_shape")  # checked once by simulate_chunks
     frailty = np.ones(n) if shape is None else rng.gamma(shape, 1.0 / shape, size=n)
     sd = population["comorbidity_sd"]
     days = np.arange(start, end + 1)
@@ -339,6 +337,9 @@ def simulate_chunks(
     chronic, acute, treatment = params["chronic"], params["acute"], params["treatment"]
     conditions = [*chronic, *acute]
     report = validate_condition_atc(mapping, drugs, conditions)
+    shape = params["population"].get("acute_frailty_shape")
+    if shape is not None and not shape > 0:  # before any chunk is drawn
+        raise ValueError(f"population.acute_frailty_shape must be > 0 (or null: no frailty), got {shape!r}")
     sampler = _ClassSampler(np.random.default_rng(catalog_seed), drugs, mapping, params["zipf_exponent"])
     setup = _Setup(chronic, acute, treatment, params["population"], conditions, sampler,
                    _role_classes(mapping, conditions, sampler.classes),
