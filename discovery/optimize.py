@@ -29,6 +29,7 @@ from discovery.optimization import run_optimization
 from featurestore.build import load_source
 from featurestore.io import require_columns
 from featurestore.provenance import seed_everything, write_run_record
+from featurestore.standardize import parse_smiles
 from featurestore.tracking import start_logger
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ def load_pool(spec: Mapping[str, Any]) -> tuple[list[str], set[str], Path]:
 
     The keys come from the file's ``inchikey`` column (every shipped dataset has one);
     a file without it gives an empty key set and novelty is then reported against nothing.
+    Such a file (not keyed by the feature store, so never standardized) is parsed: rows RDKit
+    cannot read are left out and logged with their row number and reason; none readable is an error.
     """
     table, source = load_source(spec["dataset"], spec)
     require_columns(table, [spec["column"]], str(source))
@@ -47,8 +50,15 @@ def load_pool(spec: Mapping[str, Any]) -> tuple[list[str], set[str], Path]:
     if empty.any():
         rows = empty.arg_true().head(5).to_list()
         raise ValueError(f"{source}: column {spec['column']!r} has {empty.sum()} empty SMILES (rows {rows}...)")
-    keys = set(table.get_column("inchikey").drop_nulls().to_list()) if "inchikey" in table.columns else set()
-    return smiles.to_list(), keys, source
+    if "inchikey" in table.columns:
+        return smiles.to_list(), set(table.get_column("inchikey").drop_nulls().to_list()), source
+    reasons = [parse_smiles(s)[1] for s in smiles]
+    rejected = [f"row {row}: {reason}" for row, reason in enumerate(reasons) if reason]
+    if len(rejected) == len(reasons):
+        raise ValueError(f"{source}: no readable SMILES in column {spec['column']!r} ({'; '.join(rejected[:3])})")
+    if rejected:
+        log.warning("%s: %d of %d pool rows left out: %s", source, len(rejected), len(reasons), "; ".join(rejected[:10]))
+    return [s for s, reason in zip(smiles, reasons) if not reason], set(), source
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="optimize")

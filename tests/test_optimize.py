@@ -1,6 +1,7 @@
 """Budget accounting, PMO metrics, Graph GA, resume, and the ``discovery.optimize`` command line."""
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from rdkit import Chem
 from discovery.optimization import BudgetedOracle, BudgetExhausted, GraphGA, auc_top_k, run_optimization
 from discovery.optimization.graph_operators import Fragment, SizeLimits, _first_valid, crossover, mutate, ring_ok
 from discovery.optimization.metrics import diversity, novelty, top_k_mean
+from discovery.optimize import load_pool
 from discovery.oracles import Oracle, get_oracle
 from featurestore.datasets import load_dataset
 from featurestore.runs import collect_runs
@@ -287,3 +289,16 @@ def test_pmo_benchmark_settings_get_their_own_run_folders():
     assert variant_name("graph_ga", {}) == "graph_ga"  # defaults keep the folders of earlier runs
     with pytest.raises(SystemExit, match="KEY=VALUE, got 'explore'"):
         parse_settings(["explore"])
+
+
+def test_a_pool_file_keeps_readable_rows_and_names_the_others(tmp_path, caplog):
+    path = tmp_path / "pool.csv"
+    path.write_text("SMILES\nCCO\nC1CC\nc1ccccc1O\n")
+    spec = {"dataset": "moses_sample", "path": str(path), "column": "SMILES"}
+    with caplog.at_level(logging.WARNING, logger="discovery.optimize"):
+        smiles, keys, _ = load_pool(spec)
+    assert smiles == ["CCO", "c1ccccc1O"] and keys == set()
+    assert "1 of 3 pool rows left out: row 1: " in caplog.text and "C1CC" in caplog.text
+    path.write_text("SMILES\nC1CC\nnonsense(\n")
+    with pytest.raises(ValueError, match=r"no readable SMILES in column 'SMILES' \(row 0: .*row 1: "):
+        load_pool(spec)
