@@ -76,10 +76,10 @@ def run_discovery_quickstart(out_dir: str | Path, store_root: str | Path, budget
 
     cfg = _config("optimize", [], "oracle=celecoxib_rediscovery", f"budget={budget}", "seed=0")
     run_dir = step("optimize_celecoxib")
-    pool, pool_keys, source = load_pool(cfg.pool)
-    write_run_record(run_dir, OmegaConf.to_container(cfg, resolve=True), cfg.seed, [source])
-    result = run_optimization(instantiate(cfg.oracle), instantiate(cfg.optimizer), pool, run_dir, budget=budget,
-                              seed=cfg.seed, pool_keys=pool_keys)
+    pool = load_pool(cfg.pool)
+    write_run_record(run_dir, OmegaConf.to_container(cfg, resolve=True), cfg.seed, [pool.source])
+    result = run_optimization(instantiate(cfg.oracle), instantiate(cfg.optimizer), pool.smiles, run_dir,
+                              budget=budget, seed=cfg.seed, pool_keys=pool.keys)
     done("optimize_celecoxib", auc_top10=result["auc_top10"], top1=result["top1"])
     write_step_summary(out_dir, "discovery", summary)
     return summary

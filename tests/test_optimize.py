@@ -255,6 +255,7 @@ def test_optimize_command_line_writes_every_output(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     for name in ("calls.parquet", "top.parquet", "metrics.json", "optimization_curve.png", "top12.png", "run.json"):
         assert (out / name).is_file(), name
+    assert pl.read_parquet(out / "pool_errors.parquet").columns == ["row", "smiles", "reason"]  # shipped pool: empty
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["calls_used"] == 200 and metrics["oracle"] == "isomers_c7h8n2o2" and 0 < metrics["auc_top10"] < 1
     calls, top = pl.read_parquet(out / "calls.parquet"), pl.read_parquet(out / "top.parquet")
@@ -296,9 +297,11 @@ def test_a_pool_file_keeps_readable_rows_and_names_the_others(tmp_path, caplog):
     path.write_text("SMILES\nCCO\nC1CC\nc1ccccc1O\n")
     spec = {"dataset": "moses_sample", "path": str(path), "column": "SMILES"}
     with caplog.at_level(logging.WARNING, logger="discovery.optimize"):
-        smiles, keys, _ = load_pool(spec)
-    assert smiles == ["CCO", "c1ccccc1O"] and keys == set()
+        pool = load_pool(spec)
+    assert pool.smiles == ["CCO", "c1ccccc1O"] and pool.keys == set()
     assert "1 of 3 pool rows left out: row 1: " in caplog.text and "C1CC" in caplog.text
+    assert pool.errors["row"].to_list() == [1] and pool.errors["smiles"].to_list() == ["C1CC"]
+    assert "C1CC" in pool.errors["reason"][0]
     path.write_text("SMILES\nC1CC\nnonsense(\n")
     with pytest.raises(ValueError, match=r"no readable SMILES in column 'SMILES' \(row 0: .*row 1: "):
         load_pool(spec)
