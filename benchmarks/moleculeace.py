@@ -171,7 +171,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     targets = args.targets or all_targets()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    gnn_args = [f"+experiment={args.gnn_preset}", f"trainer.max_epochs={args.epochs}", *args.gnn_override]
+    model_args = [f"+experiment={args.gnn_preset}", *args.gnn_override]  # fine-tuning sets its own epochs
+    gnn_args = [*model_args, f"trainer.max_epochs={args.epochs}"]
     multitask, pretrained = None, []
     if args.multitask:
         seeds = args.multitask_seeds or [args.seed]
@@ -191,8 +192,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for target in targets:
         common = [f"data.target={target}", f"seed={args.seed}"]
         if multitask is not None and args.finetune_epochs is not None and "error" not in multitask.get(target, {}):
-            gnn_row = finetuned_row(target, pretrained, args.finetune_epochs,
-                                    [f"+experiment={args.gnn_preset}", *args.gnn_override], multitask[target])
+            gnn_row = finetuned_row(target, pretrained, args.finetune_epochs, model_args, multitask[target])
         elif multitask is not None:
             gnn_row = multitask.get(target, {"error": f"{target} is not a task of the multitask run"})
         else:
