@@ -391,6 +391,11 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def run_tag(*parts: str) -> str:
+    """Folder name for one configuration (preset, epochs, overrides...), so a run of other settings is not reused."""
+    return "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in "_".join(parts))
+
+
 def _machine() -> dict[str, Any]:
     import psutil
 

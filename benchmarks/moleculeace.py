@@ -51,7 +51,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from featurestore.io import write_json_atomic  # noqa: E402
 from featurestore.provenance import git_commit, package_versions  # noqa: E402
-from property import load1, run_app, run_tag  # noqa: E402
+from featurize import run_tag  # noqa: E402
+from property import load1, run_app  # noqa: E402
 
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "moleculeace.json"
 DEFAULT_WORK = REPO / "outputs" / "benchmarks" / "moleculeace"

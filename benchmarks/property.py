@@ -61,7 +61,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from featurize import CHEMPROP_VERSION, ensure_chemprop_venv  # noqa: E402
+from featurize import CHEMPROP_VERSION, ensure_chemprop_venv, run_tag  # noqa: E402
 from featurestore.io import write_json_atomic  # noqa: E402
 from featurestore.provenance import git_commit, package_versions  # noqa: E402
 from featurestore.runs import differences, flatten  # noqa: E402
@@ -186,11 +186,6 @@ def run_chemprop(python: Path, gnn_dir: Path, run_dir: Path, seed: int, epochs: 
     result = {**timing, "test_rmse": float(np.sqrt(np.mean(errors**2))), "n_test": int(errors.size)}
     write_json_atomic(result_file, result)
     return result
-
-
-def run_tag(*parts: str) -> str:
-    """Folder name for one GNN configuration (preset, epochs, overrides), so other configurations are not reused."""
-    return "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in "_".join(parts))
 
 
 def split_specs(seeds: list[int], scaffold: bool) -> list[tuple[str, str, int]]:

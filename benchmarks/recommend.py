@@ -39,6 +39,8 @@ Run (from the repo root; ``--quick`` for a small smoke run)::
     nice -n 5 .venv/bin/python benchmarks/recommend.py                     # Eunomia + 100k synthetic
     nice -n 5 .venv/bin/python benchmarks/recommend.py --sim-patients 100000 1000000 --quality-on eunomia sim100000
     nice -n 5 .venv/bin/python benchmarks/recommend.py --quick
+    nice -n 5 .venv/bin/python benchmarks/recommend.py --skip ingest als --sim-override \
+        population.acute_frailty_shape=0.5 +acute.pain.loading=1.0   # a cohort of other simulator settings
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -65,7 +67,7 @@ import polars as pl  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from benchmarks.featurize import _git_commit, _machine, _reset_hwm, _vm_hwm_mib  # noqa: E402  (VmHWM peak RSS)
+from benchmarks.featurize import _git_commit, _machine, _reset_hwm, _vm_hwm_mib, run_tag  # noqa: E402  (VmHWM peak RSS)
 from featurestore.datasets import load_dataset  # noqa: E402
 from featurestore.io import write_json_atomic  # noqa: E402
 from recommend.evaluate import evaluate_fold  # noqa: E402
@@ -115,13 +117,14 @@ def compose_cfg(usage: str, drug_exposure: Path | None = None) -> Any:
         return compose("recommend", overrides=overrides)
 
 
-def simulated(n_patients: int, root: Path, seed: int = 0) -> Path:
-    """The synthetic cohort's DRUG_EXPOSURE file, generated (``recommend.simulate``) when missing."""
-    out = root / f"synthetic_n{n_patients}_seed{seed}"
+def simulated(n_patients: int, root: Path, seed: int = 0, overrides: Sequence[str] = ()) -> Path:
+    """The synthetic cohort's DRUG_EXPOSURE file, generated (``recommend.simulate`` with Hydra ``overrides`` of its
+    config, which name the folder too) when missing."""
+    out = root / run_tag(f"synthetic_n{n_patients}_seed{seed}", *overrides)
     path = out / "drug_exposure_synthetic.parquet"
     if not path.is_file():
         subprocess.run([sys.executable, "-m", "recommend.simulate", f"n_patients={n_patients}", f"seed={seed}",
-                        f"out_dir={out}", f"hydra.run.dir={out}/hydra"], cwd=REPO, check=True)
+                        *overrides, f"out_dir={out}", f"hydra.run.dir={out}/hydra"], cwd=REPO, check=True)
     return path
 
 
@@ -129,7 +132,7 @@ def datasets(args: argparse.Namespace) -> dict[str, tuple[str, Path | None]]:
     """name -> (usage config, drug_exposure override)."""
     out: dict[str, tuple[str, Path | None]] = {"eunomia": ("eunomia", None)}
     for n in args.sim_patients:
-        out[f"sim{n}"] = ("simulated", simulated(n, args.sim_root))
+        out[f"sim{n}"] = ("simulated", simulated(n, args.sim_root, overrides=args.sim_override))
     return out
 
 
@@ -311,6 +314,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sim-patients", type=int, nargs="*", default=[100_000], help="synthetic cohort sizes")
     parser.add_argument("--sim-root", type=Path, default=REPO / "outputs" / "simulate", help="where cohorts live")
+    parser.add_argument("--sim-override", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="recommend.simulate config overrides for the synthetic cohorts, e.g. "
+                             "population.acute_frailty_shape=0.5 (recorded in args and in the cohort's folder name)")
     parser.add_argument("--quality-on", nargs="*", default=None,
                         help="data sets for the quality table (default: eunomia and the smallest synthetic one)")
     parser.add_argument("--models", nargs="*", default=list(GRIDS), choices=list(GRIDS))
