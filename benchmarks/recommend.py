@@ -67,7 +67,7 @@ import polars as pl  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from benchmarks.featurize import _git_commit, _machine, _reset_hwm, _vm_hwm_mib, run_tag  # noqa: E402  (VmHWM peak RSS)
+from benchmarks.featurize import _git_commit, _machine, _reset_hwm, _vm_hwm_mib, run_tag  # noqa: E402
 from featurestore.datasets import load_dataset  # noqa: E402
 from featurestore.io import write_json_atomic  # noqa: E402
 from recommend.evaluate import evaluate_fold  # noqa: E402
