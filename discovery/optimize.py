@@ -4,9 +4,9 @@
     python -m discovery.optimize -m oracle=qed,zaleplon_mpo seed=0,1,2
     python -m discovery.optimize oracle=custom_mpo pool.path=my.csv pool.column=SMILES
 
-Writes calls.parquet, top.parquet, metrics.json, optimization_curve.png, top12.png,
-run.json, pool_errors.parquet (pool rows left out: row, SMILES, reason) and the logger's curve (``logger=csv``: metrics_log.csv) into the Hydra run directory
-and returns AUC top-10 (what a sweep maximizes).
+Writes calls.parquet, top.parquet, metrics.json, optimization_curve.png, top12.png, run.json,
+pool_errors.parquet (pool rows left out: row, SMILES, reason) and the logger's curve
+(``logger=csv``: metrics_log.csv) into the Hydra run directory and returns AUC top-10 (what a sweep maximizes).
 Rerun with the same ``hydra.run.dir=...`` to resume a killed run.
 """
 
