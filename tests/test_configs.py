@@ -6,11 +6,15 @@ Groups no primary lists by default (``experiment``, ``hparams_search``: ``# @pac
 _global_`` presets) must compose with at least one primary config.
 """
 
+import importlib.util
+import re
+import shlex
 from pathlib import Path
 
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 
 from featurestore import FeatureStore, FeatureView, Standardizer
@@ -103,3 +107,43 @@ def test_launcher_configs_compose_onto_the_plugin(option):
         cfg = compose("featurize", overrides=[f"hydra/launcher={option}"], return_hydra_config=True)
     assert cfg.hydra.launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert cfg.hydra.launcher.array_parallelism > 0 and cfg.hydra.launcher.mem_gb > 0
+
+
+
+def _hydra_primary(module: str) -> str | None:
+    """The primary config of a ``@hydra.main`` app module (a package: its ``__main__``); None for other modules."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin)
+    if spec.submodule_search_locations:
+        path = path.with_name("__main__.py")
+    found = re.search(r'@hydra\.main\([^)]*config_name="(\w+)"', path.read_text()) if path.is_file() else None
+    return found.group(1) if found else None
+
+
+def _documented_hydra_commands() -> list[tuple[str, str, str]]:
+    """``(where, command, primary config)`` for every Hydra app run as ``python -m <app> ...`` in the README and in
+    the conf files' header comments: continuation lines joined, ``&&`` chains split, ``<placeholders>`` one word."""
+    sources = [("README.md", (CONF.parent / "README.md").read_text())]
+    sources += [(f"conf/{p.name}", "\n".join(line.lstrip("#") for line in p.read_text().splitlines()
+                                            if line.startswith("#"))) for p in sorted(CONF.glob("*.yaml"))]
+    commands = []
+    for where, text in sources:
+        for line in re.sub(r"\\\n\s*", " ", text).splitlines():
+            for segment in line.split("&&"):
+                segment = re.sub(r"<[^>]+>", "PLACEHOLDER", segment.strip().strip("`"))
+                found = re.match(r"(?:\.venv/bin/)?python3? -m ([\w.]+)", segment)
+                primary = _hydra_primary(found.group(1)) if found else None
+                if primary is not None:
+                    commands.append((where, segment, primary))
+    return commands
+
+
+@pytest.mark.parametrize("where, command, primary", _documented_hydra_commands())
+def test_documented_hydra_commands_parse_and_compose(where, command, primary):
+    """A command shown to researchers must not fail on Hydra's override grammar (e.g. an unquoted ``=`` in a list)."""
+    overrides = [w for w in shlex.split(command, comments=True)[3:] if not w.startswith("-")]
+    OverridesParser.create().parse_overrides(overrides)
+    if not {"-m", "--multirun"} & set(shlex.split(command, comments=True)):  # a sweep is parsed, not composed
+        assert _compose(primary, [o for o in overrides if not o.startswith("hydra")]), (where, command)
