@@ -8,9 +8,10 @@ mapping kept as data (``recommend/data/condition_atc.csv``: first_line, add_on o
 alternative, the class's most prescribed drugs, one rationale per line); within a
 class drugs are drawn with Zipf-like popularity. Chronic treatment: start after diagnosis, refills every ``days_supply``
 with gaps, discontinuation hazard per refill, switching within the class, add-on
-escalation. Acute episodes get one short course; their counts can be made overdispersed by a
-per-patient frailty (``population.acute_frailty_shape``) and tied to comorbidity (an acute
-condition's ``loading``), both off by default.
+escalation. Acute episodes get one short course; their counts are overdispersed by a per-patient
+frailty (``population.acute_frailty_shape``) and tied to comorbidity (an acute condition's
+``loading``), with rates, shape and loadings calibrated on UK primary-care antibiotic use
+(``benchmarks/simulator_calibration.py``; ``acute_frailty_shape=null`` and loadings 0 turn both off).
 
 Refill rule (tested): within a course, next start ≥ previous start + days_supply −
 ``early_max_days``. Every drug exposure starts on or after its indication's diagnosis.
