@@ -76,6 +76,7 @@ from recommend.interactions import Interactions, Weighting, build_interactions  
 from recommend.mapping import DrugCatalog, map_events  # noqa: E402
 from recommend.models import build_model  # noqa: E402
 from recommend.run import fit_fold  # noqa: E402
+from recommend.simulate import SIDECAR  # noqa: E402
 from recommend.splits import Fold, make_split  # noqa: E402
 
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "recommend.json"
@@ -339,13 +340,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.quick:
         args.sim_patients, args.grid = [10_000], 2
     data = datasets(args)
+    cohorts = {name: json.loads((path.parent / SIDECAR).read_text())["parameters"]  # what made each cohort
+               for name, (_, path) in data.items() if path is not None}
     quality_on = args.quality_on or ["eunomia", *[f"sim{n}" for n in sorted(args.sim_patients)[:1]]]
     result: dict[str, Any] = {
         "benchmark": "recommend", "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git_commit": _git_commit(), "machine": _machine(), "load_avg_start": os.getloadavg(),
         "note": "sim* data sets are SYNTHETIC (recommend.simulate), not real patients; eunomia is Synthea-generated",
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "ingest": [], "als_overhead": {}, "quality": {}, "ratios": {},
+        "ingest": [], "als_overhead": {}, "quality": {}, "ratios": {}, "synthetic_cohort_parameters": cohorts,
     }
     if "ingest" not in args.skip:
         for name, (usage, path) in data.items():
