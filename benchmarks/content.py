@@ -66,7 +66,7 @@ from recommend.interactions import Weighting  # noqa: E402
 from recommend.mapping import DrugCatalog, map_events  # noqa: E402
 from recommend.models import Recommender  # noqa: E402
 from recommend.run import fit_fold  # noqa: E402
-from recommend.simulate import simulate, write_synthetic  # noqa: E402
+from recommend.simulate import cached_cohort  # noqa: E402
 from recommend.splits import make_split  # noqa: E402
 
 CONF = REPO / "conf"
@@ -88,13 +88,9 @@ def _compose(config: str, overrides: list[str]) -> DictConfig:
 
 
 def simulated_usage(n_patients: int) -> list[str]:
-    """Overrides pointing ``usage=simulated`` at a SYNTHETIC cohort of ``n_patients`` (generated once)."""
-    out_dir = REPO / ".cache" / "benchmarks" / f"synthetic_n{n_patients}_seed0"
-    exposures = out_dir / "drug_exposure_synthetic.parquet"
-    if not exposures.is_file():
-        params = OmegaConf.to_container(_compose("simulate", [f"n_patients={n_patients}", "seed=0"]), resolve=True)
-        params.pop("hydra", None)
-        write_synthetic(simulate(params, load_dataset("drugs")), out_dir, params)
+    """Overrides pointing ``usage=simulated`` at a SYNTHETIC cohort of ``n_patients`` (simulated once per settings)."""
+    params = OmegaConf.to_container(_compose("simulate", [f"n_patients={n_patients}", "seed=0"]), resolve=True)
+    exposures = cached_cohort(REPO / ".cache" / "benchmarks" / f"synthetic_n{n_patients}_seed0", params)
     return ["usage=simulated", f"usage.tables.drug_exposure.path={exposures}"]
 
 

@@ -76,7 +76,7 @@ from recommend.interactions import Interactions, Weighting, build_interactions  
 from recommend.mapping import DrugCatalog, map_events  # noqa: E402
 from recommend.models import build_model  # noqa: E402
 from recommend.run import fit_fold  # noqa: E402
-from recommend.simulate import SIDECAR  # noqa: E402
+from recommend.simulate import SIDECAR, cached_cohort  # noqa: E402
 from recommend.splits import Fold, make_split  # noqa: E402
 
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "recommend.json"
@@ -119,14 +119,12 @@ def compose_cfg(usage: str, drug_exposure: Path | None = None) -> Any:
 
 
 def simulated(n_patients: int, root: Path, seed: int = 0, overrides: Sequence[str] = ()) -> Path:
-    """The synthetic cohort's DRUG_EXPOSURE file, generated (``recommend.simulate`` with Hydra ``overrides`` of its
-    config, which name the folder too) when missing."""
-    out = root / run_tag(f"synthetic_n{n_patients}_seed{seed}", *overrides)
-    path = out / "drug_exposure_synthetic.parquet"
-    if not path.is_file():
-        subprocess.run([sys.executable, "-m", "recommend.simulate", f"n_patients={n_patients}", f"seed={seed}",
-                        *overrides, f"out_dir={out}", f"hydra.run.dir={out}/hydra"], cwd=REPO, check=True)
-    return path
+    """The synthetic cohort's DRUG_EXPOSURE file (``recommend.simulate`` with Hydra ``overrides`` of its config, which
+    name the folder too), simulated unless the folder holds exactly this cohort (``cached_cohort``)."""
+    settings = [f"n_patients={n_patients}", f"seed={seed}", *overrides]
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        params = OmegaConf.to_container(compose("simulate", overrides=settings), resolve=True)
+    return cached_cohort(root / run_tag(f"synthetic_n{n_patients}_seed{seed}", *overrides), params)
 
 
 def datasets(args: argparse.Namespace) -> dict[str, tuple[str, Path | None]]:

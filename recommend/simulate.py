@@ -607,6 +607,23 @@ def write_synthetic(
     return paths
 
 
+def cached_cohort(out_dir: str | Path, params: Mapping[str, Any], drugs: pl.DataFrame | None = None) -> Path:
+    """The DRUG_EXPOSURE file of the cohort of ``params`` in ``out_dir``, simulated there unless the folder already
+    holds exactly that cohort (its sidecar's parameters, ``out_dir`` aside): a folder made with other settings or
+    older defaults is simulated anew, never reused. ``drugs``: the catalog (default: the shipped one)."""
+    out_dir = Path(out_dir)
+    sidecar = out_dir / SIDECAR
+
+    def settings(values: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in values.items() if k not in ("out_dir", "hydra")}
+
+    if not sidecar.is_file() or settings(json.loads(sidecar.read_text())["parameters"]) != settings(params):
+        chunks = simulate_chunks(params, load_dataset("drugs") if drugs is None else drugs,
+                                 load_condition_atc(params.get("mapping")))
+        write_synthetic(chunks, out_dir, params)
+    return out_dir / FILES["drug_exposure"]
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="simulate")
 def main(cfg: DictConfig) -> None:
     params = OmegaConf.to_container(cfg, resolve=True)

@@ -21,7 +21,7 @@ from recommend.ingest import load_usage, read_omop_conditions, read_omop_person
 from recommend.interactions import Weighting, build_interactions
 from recommend.mapping import DrugCatalog, map_events
 from recommend.simulate import (
-    FILES, SIDECAR, SyntheticOMOP, chunk_sizes, load_condition_atc, simulate, simulate_chunks,
+    FILES, SIDECAR, SyntheticOMOP, cached_cohort, chunk_sizes, load_condition_atc, simulate, simulate_chunks,
     validate_condition_atc, write_synthetic,
 )
 
@@ -322,3 +322,15 @@ def test_default_antibiotic_use_matches_uk_primary_care(drugs, tmp_path):
     assert stats["share_with_any_in_a_year"] == pytest.approx(0.301, abs=0.04)
     assert stats["share_of_courses_to_top_9pct"] == pytest.approx(0.53, abs=0.06)
     assert stats["rate_ratio_any_chronic"] > 1.2 and stats["rate_ratio_women"] > 1.3
+
+
+def test_a_cached_cohort_is_reused_only_for_the_same_settings(drugs, tmp_path):
+    params = _compose("simulate", ["n_patients=200"])
+    path = cached_cohort(tmp_path, params, drugs)
+    made = (tmp_path / SIDECAR).stat().st_mtime_ns
+    assert cached_cohort(tmp_path, {**params, "out_dir": "elsewhere"}, drugs) == path  # where it was asked for: same
+    assert (tmp_path / SIDECAR).stat().st_mtime_ns == made
+    other = {**params, "population": {**params["population"], "acute_frailty_shape": None}}  # e.g. older defaults
+    cached_cohort(tmp_path, other, drugs)
+    assert json.loads((tmp_path / SIDECAR).read_text())["parameters"]["population"]["acute_frailty_shape"] is None
+    assert pl.read_parquet(path).height > 0
