@@ -75,7 +75,7 @@ def target_row(run: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def test_predictions(run_dirs: list[Path], task: str | None = None) -> pl.DataFrame:
+def mean_test_predictions(run_dirs: list[Path], task: str | None = None) -> pl.DataFrame:
     """The runs' mean test prediction per molecule and task (``task``: that task's rows only)."""
     keys = ["inchikey", "task", "target", "cliff_mol"]
     test = pl.concat([pl.read_parquet(d / "predictions.parquet").filter(pl.col("split") == "test").select(
@@ -101,7 +101,7 @@ def task_scores(predictions: pl.DataFrame) -> dict[str, dict[str, Any]]:
 def multitask_rows(runs: list[dict[str, Any]], run_dirs: list[Path]) -> dict[str, dict[str, Any]]:
     """Per target, a :func:`target_row` of the mean test prediction of the multitask runs (one per seed): RMSE and
     RMSE on cliff molecules, the runs' wall and CPU time shared evenly over the targets."""
-    scores = task_scores(test_predictions(run_dirs))
+    scores = task_scores(mean_test_predictions(run_dirs))
     # None where a run's timing lacks the value (a run measured elsewhere)
     shared = {k: sum(run[k] for run in runs) / len(scores) if all(run.get(k) is not None for run in runs) else None
               for k in ("wall_s", "cpu_s")}
@@ -113,8 +113,8 @@ def blend_row(target: str, gnn_dirs: list[Path], svr_dir: Path, gnn_task: str | 
     """RMSE of the equal-weight mean of the GNN's prediction (its members' mean; ``gnn_task``: the target's task in
     multitask runs) and the SVR's on the target's test molecules: a GNN + SVR hybrid, reported beside the GNN, not as
     it. The weight is fixed, never tuned on test."""
-    svr = test_predictions([svr_dir])
-    gnn = test_predictions(gnn_dirs, gnn_task)
+    svr = mean_test_predictions([svr_dir])
+    gnn = mean_test_predictions(gnn_dirs, gnn_task)
     both = svr.join(gnn.select("inchikey", gnn="prediction"), on="inchikey", how="inner")
     if both.height != svr.height or both.height != gnn.height:
         raise ValueError(f"{target}: the GNN runs {gnn_dirs} and the SVR run {svr_dir} predict other test molecules")
