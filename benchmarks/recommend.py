@@ -112,21 +112,24 @@ GRIDS: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
 
 
 # ---------------------------------------------------------------------------------- data
+def _compose(config: str, overrides: Sequence[str]) -> Any:
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        return compose(config, overrides=list(overrides))
+
+
 def compose_cfg(usage: str, drug_exposure: Path | None = None) -> Any:
     """The recommend app's config for a data set (its usage, split and evaluation settings)."""
     overrides = [f"usage={usage}"]
     if drug_exposure is not None:
         overrides.append(f"usage.tables.drug_exposure.path={drug_exposure}")
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        return compose("recommend", overrides=overrides)
+    return _compose("recommend", overrides)
 
 
 def simulated(n_patients: int, root: Path, seed: int = 0, overrides: Sequence[str] = ()) -> Path:
     """The synthetic cohort's DRUG_EXPOSURE file (``recommend.simulate`` with Hydra ``overrides`` of its config, which
     name the folder too), simulated unless the folder holds exactly this cohort (``cached_cohort``)."""
-    settings = [f"n_patients={n_patients}", f"seed={seed}", *overrides]
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        params = OmegaConf.to_container(compose("simulate", overrides=settings), resolve=True)
+    params = OmegaConf.to_container(_compose("simulate", [f"n_patients={n_patients}", f"seed={seed}", *overrides]),
+                                    resolve=True)
     return cached_cohort(root / run_tag(f"synthetic_n{n_patients}_seed{seed}", *overrides), params)
 
 

@@ -330,11 +330,12 @@ def simulate_chunks(
     Deterministic given (seed, chunk_size, parameters): chunk ``i`` draws from
     ``SeedSequence(seed).spawn(1 + n_chunks)[1 + i]``, so a chunk does not depend on the
     chunks before it except through the id offsets. Only one chunk is alive at a time
-    as long as the caller drops each before asking for the next.
+    as long as the caller drops each before asking for the next. ``mapping``: the condition → ATC
+    table (default: the file ``params['mapping']`` names, or the shipped one).
     """
     sizes = chunk_sizes(params["n_patients"], params.get("chunk_size", DEFAULT_CHUNK_SIZE))
     catalog_seed, *chunk_seeds = np.random.SeedSequence(params["seed"]).spawn(1 + len(sizes))
-    mapping = load_condition_atc() if mapping is None else mapping
+    mapping = load_condition_atc(params.get("mapping")) if mapping is None else mapping
     chronic, acute, treatment = params["chronic"], params["acute"], params["treatment"]
     conditions = [*chronic, *acute]
     report = validate_condition_atc(mapping, drugs, conditions)
@@ -618,9 +619,7 @@ def cached_cohort(out_dir: str | Path, params: Mapping[str, Any], drugs: pl.Data
         return {k: v for k, v in values.items() if k not in ("out_dir", "hydra")}
 
     if not sidecar.is_file() or settings(json.loads(sidecar.read_text())["parameters"]) != settings(params):
-        chunks = simulate_chunks(params, load_dataset("drugs") if drugs is None else drugs,
-                                 load_condition_atc(params.get("mapping")))
-        write_synthetic(chunks, out_dir, params)
+        write_synthetic(simulate_chunks(params, load_dataset("drugs") if drugs is None else drugs), out_dir, params)
     return out_dir / FILES["drug_exposure"]
 
 
@@ -629,8 +628,7 @@ def main(cfg: DictConfig) -> None:
     params = OmegaConf.to_container(cfg, resolve=True)
     out_dir = Path(cfg.out_dir or HydraConfig.get().runtime.output_dir)
     began = time.perf_counter()
-    mapping = load_condition_atc(cfg.mapping)
-    write_synthetic(simulate_chunks(params, load_dataset("drugs"), mapping), out_dir, params)
+    write_synthetic(simulate_chunks(params, load_dataset("drugs")), out_dir, params)
     sidecar = json.loads((out_dir / SIDECAR).read_text())
     rows = ", ".join(f"{name} {sidecar['tables'][name]['rows']:,}" for name in FILES)
     print(f"SYNTHETIC OMOP tables in {out_dir} ({time.perf_counter() - began:.1f} s, "

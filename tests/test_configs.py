@@ -109,7 +109,6 @@ def test_launcher_configs_compose_onto_the_plugin(option):
     assert cfg.hydra.launcher.array_parallelism > 0 and cfg.hydra.launcher.mem_gb > 0
 
 
-
 def _hydra_primary(module: str) -> str | None:
     """The primary config of a ``@hydra.main`` app module (a package: its ``__main__``); None for other modules."""
     spec = importlib.util.find_spec(module)
@@ -143,7 +142,8 @@ def _documented_hydra_commands() -> list[tuple[str, str, str]]:
 @pytest.mark.parametrize("where, command, primary", _documented_hydra_commands())
 def test_documented_hydra_commands_parse_and_compose(where, command, primary):
     """A command shown to researchers must not fail on Hydra's override grammar (e.g. an unquoted ``=`` in a list)."""
-    overrides = [w for w in shlex.split(command, comments=True)[3:] if not w.startswith("-")]
+    words = shlex.split(command, comments=True)
+    overrides = [w for w in words[3:] if not w.startswith("-")]
     OverridesParser.create().parse_overrides(overrides)
-    if not {"-m", "--multirun"} & set(shlex.split(command, comments=True)):  # a sweep is parsed, not composed
+    if not {"-m", "--multirun"} & set(words):  # a sweep is parsed, not composed
         assert _compose(primary, [o for o in overrides if not o.startswith("hydra")]), (where, command)
