@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, "-m", "recommend.simulate", f"n_patients={args.patients}", f"seed={args.seed}",
                         *args.override, f"out_dir={tmp}", f"hydra.run.dir={tmp}/hydra"],
-                       cwd=REPO, check=True, capture_output=True)
+                       cwd=REPO, check=True, stdout=subprocess.DEVNULL)  # Hydra's errors stay on stderr
         measured = antibiotic_statistics(Path(tmp))
     print(f"SYNTHETIC cohort, {args.patients:,} patients ({measured['adults']:,} adults), overrides {args.override}")
     print(f"{'figure':34s} {'simulated':>10s} {'Shallcross 2017':>16s}")
