@@ -18,7 +18,7 @@ SYNTHETIC cohort of ``recommend.simulate`` (``--sim-patients``, generated into
    fold, per task: (a) ``all`` drugs after the cutoff, (b) ``new`` drugs only. The
    weighting scheme is part of every grid that reads matrix values: binary, count and
    recency (half-life 365 and 90 days) crossed with the model's main knob (itemknn
-   similarity/K, ALS regularization, EASE l2); popularity sweeps its scoring and the
+   similarity/K, ALS regularization scaled by ``max(1, patients / 100k)``, EASE l2); popularity sweeps its scoring and the
    recency half-life; bpr and gru (which ignore the weights) sweep their own knobs.
    The best point per task by validation NDCG@10 is refitted on the test fold's
    history; reported: test NDCG@10, Recall@20, coverage@10. Metrics come from
@@ -100,7 +100,8 @@ GRIDS: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
                   + [({"by": "weight"}, {"scheme": "recency", "half_life_days": h}) for h in HALF_LIVES],
     "itemknn": [({"similarity": s, "K": k}, w) for w in WEIGHTINGS for s, k in (("cosine", 20), ("cosine", 200),
                                                                                 ("bm25", 200))],
-    # implicit's regularization is not scaled by the data: 0.05 (the old grid) leaves ALS under-regularized.
+    # implicit's regularization is not scaled by the data: 0.05 (the old grid) leaves ALS under-regularized, and
+    # the values below are per 100k patients (``als_regularization_scale``).
     "als": [({"factors": 64, "alpha": 1.0, "regularization": r, "iterations": 15}, w)
             for w in WEIGHTINGS for r in (1.0, 10.0, 100.0)],
     "bpr": [({"factors": f, "learning_rate": lr, "regularization": r, "iterations": 100}, {"scheme": "binary"})
@@ -245,12 +246,29 @@ class FoldCache:
         return metrics, fit_seconds
 
 
+ALS_REGULARIZATION_PATIENTS = 100_000
+
+
+def als_regularization_scale(n_patients: int) -> float:
+    """Factor on the ALS grid's regularization: ``max(1, patients / 100k)``.
+
+    implicit minimizes the confidence-weighted loss summed over every patient plus a fixed
+    ``regularization * (|X|^2 + |Y|^2)``, so each drug factor's penalty shrinks relative to its loss as
+    the cohort grows: at 1M patients the best regularization was 1,000, ten times the 100k cohort's
+    100 (checked outside the fixed grid). Cohorts up to 100k (Eunomia, 100k) keep the grid as it is.
+    """
+    return max(1.0, n_patients / ALS_REGULARIZATION_PATIENTS)
+
+
 def tune_and_test(cache: FoldCache, tasks: Mapping[str, Any], models: list[str], grid_size: int,
                   seed: int) -> list[dict[str, Any]]:
     """Per model and task: the grid on validation, the best point refitted and scored on test."""
     rows = []
     for name in models:
         grid = GRIDS[name][:grid_size]
+        if name == "als":
+            scale = als_regularization_scale(len(cache.users))
+            grid = [({**params, "regularization": params["regularization"] * scale}, w) for params, w in grid]
         validation = []
         for params, weighting in grid:
             params = {**params, **({"random_state": seed} if name in ("als", "bpr") else {}),
