@@ -20,6 +20,9 @@ its probability, and one ``p_<class>`` column per class.
 
     predictor = load_predictor("outputs/train/esol/dmpnn/<time>/checkpoint")
     predictor.predict(["CCO", "BSYNRYMUTXBXSQ-UHFFFAOYSA-N"], FeatureStore())
+
+A list of checkpoints loads as one ensemble (:class:`RunEnsemble`): the runs of a sweep such as
+``-m seed=0,1,2,3``, trained in parallel, predict as the mean and std of all their members.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +119,11 @@ class Predictor:
         if not examples:
             empty = np.zeros((0, self.outputs))
             return empty, empty.copy()
+        stacked = np.stack(self.member_outputs(examples))
+        return stacked.mean(axis=0), stacked.std(axis=0)
+
+    def member_outputs(self, examples: Sequence[Data]) -> list[np.ndarray]:
+        """Each member's ``(molecules, outputs)`` prediction in target units (probabilities)."""
         per_member = []
         fingerprints = None  # built once, shared by the classical members
         for member in self.members:
@@ -130,8 +138,7 @@ class Predictor:
                 elif self.task_type == "multiclass":
                     raw = softmax(raw)
             per_member.append(self.scaler.inverse(raw) if self.task_type == "regression" else raw)
-        stacked = np.stack(per_member)
-        return stacked.mean(axis=0), stacked.std(axis=0)
+        return per_member
 
     def class_columns(self, mean: np.ndarray, std: np.ndarray) -> list[pl.Series]:
         """Multiclass prediction columns from :meth:`predict_examples`'s ``(molecules, classes)`` mean and std:
@@ -252,9 +259,62 @@ def _checkpoint_spec(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
     return directory, spec
 
 
-def load_predictor(path: str | os.PathLike, device: str = "auto") -> Predictor:
-    """Rebuild a :class:`Predictor` from a checkpoint folder (or a run folder containing ``checkpoint/``)."""
-    directory, spec = _checkpoint_spec(path)
+@dataclass
+class RunEnsemble(Predictor):
+    """Several training runs' checkpoints as one predictor: every member of every run counts once in the mean
+    and std, each with its own run's target scaler (e.g. the runs of ``-m seed=0,1,2,3``, trained in parallel).
+    Built by :func:`load_predictor` from a list of checkpoints; it is not saved as one checkpoint (list the runs)."""
+
+    parts: list[Predictor] = field(default_factory=list)
+
+    def member_outputs(self, examples: Sequence[Data]) -> list[np.ndarray]:
+        return [output for part in self.parts for output in part.member_outputs(examples)]
+
+    def save(self, directory: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
+        raise ValueError("an ensemble of several runs is not saved as one checkpoint: load it again from the list "
+                         "of its runs' checkpoints")
+
+
+def ensemble_of(predictors: Sequence[Predictor], names: Sequence[str] | None = None) -> Predictor:
+    """One predictor averaging ``predictors`` (one is returned as it is). They must predict the same tasks (and
+    classes) from the same feature view(s) and standardizer; ``names`` (their paths) make the error say which."""
+    if not predictors:
+        raise ValueError("an ensemble needs at least one checkpoint")
+    if len(predictors) == 1:
+        return predictors[0]
+    names = list(names) if names is not None else [f"checkpoint {i}" for i in range(len(predictors))]
+    first = predictors[0]
+
+    def signature(p: Predictor) -> dict[str, Any]:
+        return {"tasks": p.tasks, "task_type": p.task_type, "classes": p.classes, "view": p.view.id,
+                "input kind": p.input_kind, "protein view": p.protein_view.id if p.protein_view else None,
+                "standardizer": p.standardizer}
+
+    for name, predictor in zip(names[1:], predictors[1:]):
+        differs = [key for key, value in signature(predictor).items() if value != signature(first)[key]]
+        if differs:
+            raise ValueError(f"{name} cannot join an ensemble with {names[0]}: its {', '.join(differs)} differ")
+    model_name = "+".join(dict.fromkeys(p.model_name for p in predictors))
+    return RunEnsemble(model_name, [m for p in predictors for m in p.members], first.tasks, first.task_type,
+                       first.scaler, first.view, first.standardizer, min(p.batch_size for p in predictors),
+                       first.device, first.protein_view, first.classes, parts=list(predictors))
+
+
+def checkpoint_paths(path: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """One checkpoint or a list of them (an ensemble of runs), as paths."""
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    if not paths:
+        raise ValueError("no checkpoint given")
+    return [Path(p) for p in paths]
+
+
+def load_predictor(path: str | os.PathLike | Sequence[str | os.PathLike], device: str = "auto") -> Predictor:
+    """Rebuild a :class:`Predictor` from a checkpoint folder (or a run folder containing ``checkpoint/``);
+    a list of them loads as one ensemble (:func:`ensemble_of`)."""
+    paths = checkpoint_paths(path)
+    if len(paths) > 1:
+        return ensemble_of([load_predictor(p, device) for p in paths], [str(p) for p in paths])
+    directory, spec = _checkpoint_spec(paths[0])
     view = _stored_view(directory, spec["view"])
     protein_view = _stored_view(directory, spec["protein_view"]) if "protein_view" in spec else None
     states = torch.load(directory / "weights.pt", weights_only=True, map_location="cpu")["members"]

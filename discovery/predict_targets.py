@@ -25,7 +25,7 @@ from featurestore.provenance import seed_everything, write_run_record
 
 from discovery.checkpoint import load_predictor
 from discovery.ranking import read_candidates
-from discovery.ranking.similarity import run_dir_of
+from discovery.ranking.similarity import run_dirs_of
 from discovery.ranking.targets import evaluate_target_ranking, predict_targets
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def run_predict_targets(cfg: DictConfig, out_dir: Path) -> pl.DataFrame:
     )
     write_json_atomic(out_dir / "targets.json", per_molecule.to_dicts())
     if cfg.evaluate_ranking:
-        summary, per_label = evaluate_target_ranking(run_dir_of(cfg.checkpoint), predictor, store, cfg.ks)
+        summary, per_label = evaluate_target_ranking(run_dirs_of(cfg.checkpoint), predictor, store, cfg.ks)
         write_json_atomic(out_dir / "target_ranking.json", summary)
         write_parquet_atomic(per_label, out_dir / "target_ranking.parquet")
         log.info("target ranking on %d test labels: %s", summary["labels"], summary)

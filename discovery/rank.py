@@ -48,7 +48,7 @@ from discovery.ranking import (
     read_candidates,
     write_ranking,
 )
-from discovery.ranking.similarity import run_dir_of
+from discovery.ranking.similarity import run_dirs_of
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def run_ranking(cfg: DictConfig, out_dir: Path) -> pl.DataFrame:
         table, source = load_source(cfg.input.dataset, {})
     specs = OmegaConf.to_container(cfg.checkpoints, resolve=True)
     record = (OmegaConf.to_container(cfg, resolve=True), cfg.seed,
-              [source, *(run_dir_of(spec["path"]) / "data.parquet" for spec in specs)])
+              [source, *(run_dir / "data.parquet" for spec in specs for run_dir in run_dirs_of(spec["path"]))])
     markers = shard_markers(cfg)
     if cfg.reduce:
         parts = [Path(info["part"]) for info in markers.require_all_done()]

@@ -1,6 +1,7 @@
 """Target prediction from a multitask checkpoint (``discovery.ranking.targets``, ``python -m discovery.predict_targets``)."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -8,9 +9,11 @@ import polars as pl
 import pytest
 from hydra import compose, initialize_config_dir
 
-from featurestore import FeatureStore
+from featurestore import FeatureStore, FeatureView
 from featurestore.datasets import load_dataset
-from discovery.checkpoint import load_predictor
+from discovery.checkpoint import ensemble_of, load_predictor
+from discovery.ranking.rank import RankingModel
+from discovery.ranking.similarity import fold_labels, training_fingerprints
 from discovery.predict_targets import run_predict_targets
 from discovery.ranking.targets import evaluate_target_ranking, nearest_neighbour_scores, predict_targets, target_ranks
 from discovery.train import run_training
@@ -26,7 +29,8 @@ def _compose(primary: str, overrides: list[str]):
 
 @pytest.fixture(scope="module")
 def multitask_run(tmp_path_factory) -> tuple[Path, Path]:
-    """A 2-member ECFP MLP on 90 ESOL molecules x 3 tasks with missing labels (random split): (run, store root)."""
+    """A 2-member ECFP MLP on 90 ESOL molecules x 3 tasks with missing labels (random split): (run, store root).
+    Beside ``run``: ``run_seed1`` (seed 1, its own split) and ``run_seed1_split0`` (seed 1 on run's split)."""
     base = tmp_path_factory.mktemp("multitask")
     smiles = load_dataset("esol").get_column("smiles").head(90).to_list()
     rng = np.random.default_rng(0)
@@ -36,13 +40,18 @@ def multitask_run(tmp_path_factory) -> tuple[Path, Path]:
     labels = pl.DataFrame(np.where(keep, values, np.nan), schema=TASKS).fill_nan(None)
     table = pl.concat([pl.DataFrame({"smiles": smiles}), labels], how="horizontal")
     table.write_csv(base / "multitask.csv")
-    cfg = _compose("train", [
-        "trainer=fast", "trainer.num_threads=1", "store.progress=false", "store.n_jobs=1", f"store.root={base / 'store'}",
-        "data=file", f"data.path={base / 'multitask.csv'}", f"data.label_columns=[{','.join(TASKS)}]",
-        "model=ecfp_mlp", "model.hparams.hidden=32", "ensemble=2",
-    ])
+    cfg = _compose("train", cfg_overrides(base))
     run_training(cfg, base / "run")
+    for name, overrides in (("run_seed1", ["seed=1"]),                     # another split, so another scaler
+                            ("run_seed1_split0", ["seed=1", "split.seed=0"])):  # the first run's split
+        run_training(_compose("train", cfg_overrides(base) + overrides), base / name)
     return base / "run", base / "store"
+
+
+def cfg_overrides(base: Path) -> list[str]:
+    return ["trainer=fast", "trainer.num_threads=1", "store.progress=false", "store.n_jobs=1",
+            f"store.root={base / 'store'}", "data=file", f"data.path={base / 'multitask.csv'}",
+            f"data.label_columns=[{','.join(TASKS)}]", "model=ecfp_mlp", "model.hparams.hidden=32", "ensemble=2"]
 
 
 def test_predict_targets_orders_targets_per_molecule(multitask_run):
@@ -107,3 +116,54 @@ def test_predict_targets_app_writes_tables(multitask_run, tmp_path):
     assert pl.read_csv(tmp_path / "targets.csv").height == 4
     assert set(json.loads((tmp_path / "target_ranking.json").read_text())) == {"labels", "molecules", "tasks", "model",
                                                                               "nearest_neighbour"}
+
+
+def test_a_list_of_runs_predicts_as_one_ensemble_of_all_their_members(multitask_run):
+    run, store_root = multitask_run
+    store = FeatureStore(store_root, n_jobs=1, progress=False)
+    other = run.parent / "run_seed1"
+    first, second = load_predictor(run), load_predictor(other)
+    assert first.scaler != second.scaler  # each run keeps its own target scaling
+    ensemble = load_predictor([run, other / "checkpoint"])
+    assert len(ensemble.members) == 4
+    smiles = ["CCO", "c1ccccc1O", "C1CC"]
+    table, one, two = (p.predict(smiles, store) for p in (ensemble, first, second))
+    assert table.filter(pl.col("input") == "C1CC").get_column("error").null_count() == 0
+    m1, m2, m = (t.get_column("prediction").fill_null(np.nan).to_numpy() for t in (one, two, table))
+    s1, s2, s = (t.get_column("std").fill_null(np.nan).to_numpy() for t in (one, two, table))
+    np.testing.assert_allclose(m, (m1 + m2) / 2)  # two members each: the mean of the runs' means
+    np.testing.assert_allclose(s, np.sqrt((s1**2 + s2**2) / 2 + ((m1 - m2) / 2) ** 2))  # spread over all four
+    with pytest.raises(ValueError, match="not saved as one checkpoint"):
+        ensemble.save(run.parent / "ensemble")
+
+
+def test_runs_of_other_tasks_or_features_do_not_make_an_ensemble(multitask_run):
+    run, _ = multitask_run
+    predictor = load_predictor(run)
+    with pytest.raises(ValueError, match="b cannot join an ensemble with a: its tasks differ"):
+        ensemble_of([predictor, replace(predictor, tasks=["t_a", "t_b", "other"])], ["a", "b"])
+    with pytest.raises(ValueError, match="its tasks, view differ"):
+        ensemble_of([predictor, replace(predictor, tasks=["x"], view=FeatureView("ecfp", {"radius": 3}))], ["a", "b"])
+    with pytest.raises(ValueError, match="no checkpoint given"):
+        load_predictor([])
+
+
+def test_an_ensembles_target_ranking_uses_every_runs_training_molecules_and_refuses_leaks(multitask_run, tmp_path):
+    run, store_root = multitask_run
+    same_split = run.parent / "run_seed1_split0"
+    cfg = _compose("predict_targets", [f"checkpoint=[{run},{same_split}]", f"store.root={store_root}",
+                                       "store.n_jobs=1", "evaluate_ranking=true"])
+    table = run_predict_targets(cfg, tmp_path)
+    assert set(table.columns) >= {"prediction", "std"}
+    alone = json.loads((tmp_path / "target_ranking.json").read_text())
+    store = FeatureStore(store_root, n_jobs=1, progress=False)
+    summary, _ = evaluate_target_ranking(run, load_predictor(run), store)
+    assert alone["labels"] == summary["labels"]  # the same test labels as the first run alone
+    other_split = run.parent / "run_seed1"
+    with pytest.raises(ValueError, match="are training molecules of one of the runs"):
+        evaluate_target_ranking([run, other_split], load_predictor([run, other_split]), store)
+    molecules, _ = training_fingerprints([run, other_split], store)
+    rows = set(fold_labels(run, "train").get_column("row")) | set(fold_labels(other_split, "train").get_column("row"))
+    assert set(molecules.get_column("row")) == rows and len(rows) > len(set(fold_labels(run, "train")["row"]))
+    ranking_model = RankingModel.load({"path": [run, other_split], "name": "both"}, store)  # discovery.rank's view
+    assert len(ranking_model.predictor.members) == 4 and ranking_model.training_bits.shape[0] == len(rows)

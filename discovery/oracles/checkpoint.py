@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,10 +59,10 @@ class CheckpointPrediction:
 
 
 def checkpoint_oracle(
-    name: str, path: str | os.PathLike, task: str | None = None, transform: Mapping[str, Any] | None = None,
+    name: str, path: str | os.PathLike | Sequence[str | os.PathLike], task: str | None = None, transform: Mapping[str, Any] | None = None,
     kappa: float = 0.0, device: str = "cpu", description: str = "",
 ) -> Oracle:
-    """An oracle scoring ``transform(prediction)`` of the checkpoint at ``path``.
+    """An oracle scoring ``transform(prediction)`` of the checkpoint at ``path`` (a list: one ensemble of runs).
 
     ``task`` names the task of a multitask checkpoint (optional when there is one task);
     ``transform`` is a :func:`~discovery.oracles.transforms.make_transform` spec mapping the

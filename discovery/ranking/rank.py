@@ -28,7 +28,7 @@ from discovery.data import select_task
 from discovery.oracles import Oracle
 from discovery.ranking.medchem import MEDCHEM, MEDCHEM_SCHEMA
 from discovery.ranking.score import RankingScore
-from discovery.ranking.similarity import ECFP4, run_dir_of, training_fingerprints
+from discovery.ranking.similarity import ECFP4, run_dirs_of, training_fingerprints
 
 KEY_COLUMNS = ("rank", "input_row", "input_smiles", "smiles", "inchikey")
 
@@ -60,7 +60,7 @@ class RankingModel:
             class_name = str(class_name)
         elif class_name is not None:
             raise ValueError(f"checkpoint {spec['path']} is {predictor.task_type}: class= is for multiclass checkpoints")
-        _, bits = training_fingerprints(run_dir_of(spec["path"]), store, view)
+        _, bits = training_fingerprints(run_dirs_of(spec["path"]), store, view)
         return cls(spec["name"], predictor, tasks, bits, min_similarity, class_name)
 
     def column(self, prefix: str, task: str) -> str:

@@ -8,6 +8,8 @@ at ``block_size x references`` however many queries there are.
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,8 @@ import polars as pl
 
 from featurestore import FeatureStore, FeatureView, Standardizer, fingerprint_matrix
 from featurestore.io import read_table, require_columns
+
+from discovery.checkpoint import checkpoint_paths
 
 ECFP4 = FeatureView("ecfp", {"radius": 2, "n_bits": 2048, "counts": False, "chirality": False, "features": False})
 
@@ -25,28 +29,48 @@ def run_dir_of(checkpoint: str | Path) -> Path:
     return path.parent if path.name == "checkpoint" and not (path / "checkpoint").is_dir() else path
 
 
-def fold_labels(run_dir: Path, fold: str) -> pl.DataFrame:
+def run_dirs_of(checkpoints: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """The train run folders of one checkpoint or of a list of them (an ensemble of runs)."""
+    return [run_dir_of(path) for path in checkpoint_paths(checkpoints)]
+
+
+def run_data(run_dirs: Path | Sequence[Path]) -> pl.DataFrame:
+    """The ``data.parquet`` of a train run, or the one the runs of an ensemble share (else a ValueError)."""
+    dirs = [run_dirs] if isinstance(run_dirs, Path) else list(run_dirs)
+    data = read_table(dirs[0] / "data.parquet")
+    require_columns(data, ["row", "inchikey", "smiles"], str(dirs[0] / "data.parquet"))
+    for other in dirs[1:]:
+        if not read_table(other / "data.parquet").equals(data):
+            raise ValueError(f"{other} was trained on other data than {dirs[0]}: an ensemble's runs must share "
+                             "their data.parquet")
+    return data
+
+
+def fold_labels(run_dirs: Path | Sequence[Path], fold: str) -> pl.DataFrame:
     """``row, task, target`` of every label in ``fold`` of a train run (``data.parquet`` + ``splits.json``);
-    ``target`` is float, or the class name for a multiclass run."""
-    data = read_table(run_dir / "data.parquet")
-    require_columns(data, ["row", "inchikey", "smiles"], str(run_dir / "data.parquet"))
-    splits = json.loads((run_dir / "splits.json").read_text())
+    ``target`` is float, or the class name for a multiclass run. Several runs (an ensemble, same data): the
+    union of their ``fold`` labels."""
+    dirs = [run_dirs] if isinstance(run_dirs, Path) else list(run_dirs)
+    data = run_data(dirs)
     tasks = [c for c in data.columns if c not in ("row", "inchikey", "smiles")]
     frames = []
-    for task in tasks:
-        rows = splits["per_task"][task][fold] if "per_task" in splits else splits["folds"][fold]
-        labelled = data[rows].filter(pl.col(task).is_not_null())
-        target = pl.col(task) if data.schema[task] == pl.String else pl.col(task).cast(pl.Float64)
-        frames.append(labelled.select("row", pl.lit(task).alias("task"), target.alias("target")))
-    return pl.concat(frames)
+    for run_dir in dirs:
+        splits = json.loads((run_dir / "splits.json").read_text())
+        for task in tasks:
+            rows = splits["per_task"][task][fold] if "per_task" in splits else splits["folds"][fold]
+            labelled = data[rows].filter(pl.col(task).is_not_null())
+            target = pl.col(task) if data.schema[task] == pl.String else pl.col(task).cast(pl.Float64)
+            frames.append(labelled.select("row", pl.lit(task).alias("task"), target.alias("target")))
+    return pl.concat(frames).unique(["row", "task"], maintain_order=True)
 
 
 def training_fingerprints(
-    run_dir: Path, store: FeatureStore, view: FeatureView = ECFP4, standardizer: Standardizer = Standardizer(),
+    run_dirs: Path | Sequence[Path], store: FeatureStore, view: FeatureView = ECFP4, standardizer: Standardizer = Standardizer(),
 ) -> tuple[pl.DataFrame, np.ndarray]:
-    """The training-fold molecules of a train run (``row, inchikey, smiles``) and their fingerprint bits."""
-    data = read_table(run_dir / "data.parquet")
-    rows = fold_labels(run_dir, "train").get_column("row").unique().sort()
+    """The training-fold molecules of a train run (``row, inchikey, smiles``) and their fingerprint bits; several
+    runs (an ensemble): every molecule any of them trained on."""
+    data = run_data(run_dirs)
+    rows = fold_labels(run_dirs, "train").get_column("row").unique().sort()
     molecules = data.select("row", "inchikey", "smiles").filter(pl.col("row").is_in(rows.implode()))
     features = store.get(molecules.get_column("inchikey").to_list(), view)
     missing = features.get_column("error").is_not_null()

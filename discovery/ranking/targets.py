@@ -20,7 +20,7 @@ from featurestore import FeatureStore, fingerprint_matrix
 from featurestore.similarity import tanimoto_blocks
 
 from discovery.checkpoint import Predictor
-from discovery.ranking.similarity import ECFP4, fold_labels, training_fingerprints
+from discovery.ranking.similarity import ECFP4, fold_labels, run_data, training_fingerprints
 
 
 def predict_targets(predictor: Predictor, smiles: Sequence[str], store: FeatureStore) -> pl.DataFrame:
@@ -56,28 +56,35 @@ def nearest_neighbour_scores(
 
 
 def evaluate_target_ranking(
-    run_dir: str | Path, predictor: Predictor, store: FeatureStore, ks: Sequence[int] = (1, 3),
+    run_dirs: str | Path | Sequence[str | Path], predictor: Predictor, store: FeatureStore, ks: Sequence[int] = (1, 3),
 ) -> tuple[dict[str, Any], pl.DataFrame]:
     """Top-k accuracy of ranking each test label's target among all targets: model vs nearest neighbour.
 
+    ``run_dirs``: the checkpoint's train run, or the runs of an ensemble (same data; the test labels are those
+    of every run's test fold, the baseline's training labels the union of their training folds, and a molecule
+    one run trained on is refused as another's test molecule).
     Returns a summary (labels, molecules, tasks, ``model``/``nearest_neighbour``: ``top<k>`` and
     ``mean_rank``) and one row per test label: ``row, inchikey, task, target, model_rank, nn_rank``.
     """
-    run_dir = Path(run_dir)
-    data = pl.read_parquet(run_dir / "data.parquet").select("row", "inchikey")
-    test = fold_labels(run_dir, "test").join(data, on="row")
+    run_dirs = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else [Path(d) for d in run_dirs]
+    data = run_data(run_dirs).select("row", "inchikey")
+    test = fold_labels(run_dirs, "test").join(data, on="row")
+    train = fold_labels(run_dirs, "train")
+    leaked = test.join(train, on="row", how="semi").height
+    if leaked:
+        raise ValueError(f"{leaked} test labels of {[str(d) for d in run_dirs]} are training molecules of one of the "
+                         "runs: an ensemble's runs need the same test split (e.g. split=moleculeace or scaffold)")
     unknown = set(test.get_column("task").unique()) - set(predictor.tasks)
     if unknown:
-        raise ValueError(f"{run_dir}: test tasks {sorted(unknown)} are not tasks of the checkpoint")
+        raise ValueError(f"{run_dirs[0]}: test tasks {sorted(unknown)} are not tasks of the checkpoint")
     molecules = test.select("row", "inchikey").unique("row").sort("row")
     keys = molecules.get_column("inchikey").to_list()  # the training run's keys: no re-standardization
 
     predicted = predictor.predict(keys, store).get_column("prediction").to_numpy()
     model_scores = predicted.reshape(len(keys), len(predictor.tasks))
 
-    train_molecules, train_bits = training_fingerprints(run_dir, store, ECFP4, predictor.standardizer)
+    train_molecules, train_bits = training_fingerprints(run_dirs, store, ECFP4, predictor.standardizer)
     train_index = {row: i for i, row in enumerate(train_molecules.get_column("row").to_list())}
-    train = fold_labels(run_dir, "train")
     train_tasks = [
         np.array([train_index[r] for r in train.filter(pl.col("task") == task).get_column("row") if r in train_index],
                  dtype=np.int64)
