@@ -160,7 +160,7 @@ def test_an_ensembles_target_ranking_uses_every_runs_training_molecules_and_refu
     summary, _ = evaluate_target_ranking(run, load_predictor(run), store)
     assert alone["labels"] == summary["labels"]  # the same test labels as the first run alone
     other_split = run.parent / "run_seed1"
-    with pytest.raises(ValueError, match="are training molecules of one of the runs"):
+    with pytest.raises(ValueError, match="are training labels of one of the runs"):
         evaluate_target_ranking([run, other_split], load_predictor([run, other_split]), store)
     molecules, _ = training_fingerprints([run, other_split], store)
     rows = set(fold_labels(run, "train").get_column("row")) | set(fold_labels(other_split, "train").get_column("row"))

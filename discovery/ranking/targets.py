@@ -61,8 +61,8 @@ def evaluate_target_ranking(
     """Top-k accuracy of ranking each test label's target among all targets: model vs nearest neighbour.
 
     ``run_dirs``: the checkpoint's train run, or the runs of an ensemble (same data; the test labels are those
-    of every run's test fold, the baseline's training labels the union of their training folds, and a molecule
-    one run trained on is refused as another's test molecule).
+    of every run's test fold, the baseline's training labels the union of their training folds, and a label
+    one run trained on is refused as another's test label).
     Returns a summary (labels, molecules, tasks, ``model``/``nearest_neighbour``: ``top<k>`` and
     ``mean_rank``) and one row per test label: ``row, inchikey, task, target, model_rank, nn_rank``.
     """
@@ -70,9 +70,10 @@ def evaluate_target_ranking(
     data = run_data(run_dirs).select("row", "inchikey")
     test = fold_labels(run_dirs, "test").join(data, on="row")
     train = fold_labels(run_dirs, "train")
-    leaked = test.join(train, on="row", how="semi").height
+    # By label: a multitask split (MoleculeACE's) may put a molecule in one task's test fold and another's training.
+    leaked = test.join(train, on=["row", "task"], how="semi").height
     if leaked:
-        raise ValueError(f"{leaked} test labels of {[str(d) for d in run_dirs]} are training molecules of one of the "
+        raise ValueError(f"{leaked} test labels of {[str(d) for d in run_dirs]} are training labels of one of the "
                          "runs: an ensemble's runs need the same test split (e.g. split=moleculeace or scaffold)")
     unknown = set(test.get_column("task").unique()) - set(predictor.tasks)
     if unknown:
