@@ -20,7 +20,9 @@ single-target runs), and its wall time the runs' total divided by the 30 targets
 e.g. ``'' 'model.hparams.dropout=0.25'``. ``--finetune-epochs N`` then fine-tunes each member
 on each target alone (``init_from=`` the member: its graph encoder, a new head, N epochs, the
 member's seed and variant); each target's GNN row is the fine-tuned members' mean prediction,
-its wall time the fine-tuning runs plus the multitask share.
+its wall time the fine-tuning runs plus the multitask share. ``--target-ranking`` then ranks the 30
+targets for each test label by the ensemble (``discovery.predict_targets``' evaluation: top-1/top-3 of
+the measured target, next to a nearest-neighbour baseline) and by its first member alone.
 
 Targets run smallest first, and the JSON is rewritten after each, so a run cut short still
 reports the targets it finished. A finished run folder is read back, not rerun.
@@ -37,6 +39,7 @@ Run (from the repo root)::
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from datetime import datetime, timezone
@@ -49,6 +52,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from discovery.checkpoint import load_predictor  # noqa: E402
+from discovery.ranking.targets import evaluate_target_ranking  # noqa: E402
+from featurestore import FeatureStore  # noqa: E402
 from featurestore.io import write_json_atomic  # noqa: E402
 from featurestore.provenance import git_commit, package_versions  # noqa: E402
 from featurize import run_tag  # noqa: E402
@@ -143,6 +149,18 @@ def finetuned_row(target: str, members: list[tuple[list[str], int, Path]], epoch
     return row
 
 
+def target_ranking(member_dirs: list[Path]) -> dict[str, Any]:
+    """``discovery.ranking.targets.evaluate_target_ranking`` of the members' ensemble and of its first member alone
+    (top-1/top-3 and mean rank of each test label's measured target among the 30; nearest-neighbour baseline)."""
+    store = FeatureStore(progress=False)
+    out = {}
+    for name, dirs in (("ensemble", member_dirs), ("first_member", member_dirs[:1])):
+        predictor = load_predictor(dirs)
+        summary, _ = evaluate_target_ranking(dirs, predictor, store)
+        out[name] = {**summary, "members": len(predictor.members)}
+    return out
+
+
 def summarize(per_target: dict[str, dict[str, Any]], requested: int) -> dict[str, Any]:
     """Means over the targets both models finished (of ``requested``), GNN wins, and the wall-time ratio."""
     done = {t: r for t, r in per_target.items() if "rmse" in r["gnn"] and "rmse" in r["svr"]}
@@ -203,11 +221,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              "space-separated string each ('' = none); the ensemble is every variant x seed")
     parser.add_argument("--finetune-epochs", type=int, default=None,
                         help="--multitask: fine-tune every member on each target alone for this many epochs")
+    parser.add_argument("--target-ranking", action="store_true",
+                        help="--multitask: also rank the 30 targets of each test label (top-1/top-3) by the ensemble "
+                             "and by its first member, next to the nearest-neighbour baseline")
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
-    if args.finetune_epochs is not None and not args.multitask:
-        parser.error("--finetune-epochs fine-tunes the members of a --multitask run")
+    if (args.finetune_epochs is not None or args.target_ranking) and not args.multitask:
+        parser.error("--finetune-epochs and --target-ranking use the members of a --multitask run")
 
     targets = args.targets or all_targets()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -258,6 +279,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "summary": summarize(per_target, len(targets)), "per_target": per_target,
         }
         write_json_atomic(args.out, report)
+    if args.target_ranking and multitask is not None and not failed:
+        report["target_ranking"] = target_ranking(dirs)
+        write_json_atomic(args.out, report)
+        print(json.dumps(report["target_ranking"], indent=1))
     print_table(per_target, report["summary"])
     print(f"\nsaved {args.out}")
     return report
