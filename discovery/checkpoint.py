@@ -295,8 +295,10 @@ def ensemble_of(predictors: Sequence[Predictor], names: Sequence[str] | None = N
         if differs:
             raise ValueError(f"{name} cannot join an ensemble with {names[0]}: its {', '.join(differs)} differ")
     model_name = "+".join(dict.fromkeys(p.model_name for p in predictors))
+    # Predictions use each run's own scaler; this one, the runs' mean, only describes the ensemble's targets.
+    scaler = TargetScaler(*(np.mean([getattr(p.scaler, k) for p in predictors], axis=0).tolist() for k in ("mean", "std")))
     return RunEnsemble(model_name, [m for p in predictors for m in p.members], first.tasks, first.task_type,
-                       first.scaler, first.view, first.standardizer, min(p.batch_size for p in predictors),
+                       scaler, first.view, first.standardizer, min(p.batch_size for p in predictors),
                        first.device, first.protein_view, first.classes, parts=list(predictors))
 
 

@@ -44,7 +44,7 @@ def run_predict_targets(cfg: DictConfig, out_dir: Path) -> pl.DataFrame:
         smiles = list(cfg.smiles)
     if not smiles:
         raise ValueError("no molecules: give smiles=[...] or input.path=<file>")
-    table = predict_targets(predictor, smiles, store)
+    table = predict_targets(predictor, smiles, store, cfg.rank_by)
     if cfg.top_k:
         table = table.filter(pl.col("rank").is_null() | (pl.col("rank") <= cfg.top_k))
     write_parquet_atomic(table, out_dir / "targets.parquet")

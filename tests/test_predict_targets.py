@@ -61,7 +61,8 @@ def test_predict_targets_orders_targets_per_molecule(multitask_run):
     smiles = ["CCO", "not a smiles", "c1ccccc1O"]
     table = predict_targets(predictor, smiles, store)
     assert table.height == len(smiles) * len(TASKS)
-    assert table.columns == ["input_row", "input", "inchikey", "smiles", "rank", "task", "prediction", "std", "error"]
+    assert table.columns == ["input_row", "input", "inchikey", "smiles", "rank", "task", "prediction", "relative", "std",
+                             "error"]
     for row, group in table.group_by("input_row", maintain_order=True):
         predictions = group.get_column("prediction").to_list()
         if row[0] == 1:
@@ -74,6 +75,14 @@ def test_predict_targets_orders_targets_per_molecule(multitask_run):
     expected = predictor.predict(smiles, store).filter(pl.col("input") == "CCO").sort("task")
     got = table.filter(pl.col("input") == "CCO").sort("task")
     assert got.get_column("prediction").to_list() == expected.get_column("prediction").to_list()
+    # relative: the prediction as a z-score of the task's training labels, i.e. of the checkpoint's scaler
+    scaler = dict(zip(TASKS, zip(predictor.scaler.mean, predictor.scaler.std)))
+    for task, prediction, relative in got.select("task", "prediction", "relative").iter_rows():
+        assert relative == pytest.approx((prediction - scaler[task][0]) / scaler[task][1])
+    by_relative = predict_targets(predictor, smiles, store, rank_by="relative").filter(pl.col("input") == "CCO")
+    assert by_relative.get_column("relative").to_list() == sorted(got.get_column("relative"), reverse=True)
+    with pytest.raises(ValueError, match="rank_by must be one of"):
+        predict_targets(predictor, smiles, store, rank_by="potency")
 
 
 def test_target_ranks_and_nearest_neighbour_by_hand():
@@ -94,7 +103,7 @@ def test_evaluate_target_ranking_agrees_with_predict_targets(multitask_run):
     data = pl.read_parquet(run / "data.parquet")
     test_labels = data[splits["folds"]["test"]].select(pl.sum_horizontal(pl.col(TASKS).is_not_null())).to_series().sum()
     assert summary["labels"] == per_label.height == test_labels
-    assert summary["model"]["top3"] == summary["nearest_neighbour"]["top3"] == 1.0  # three targets in all
+    assert summary["model"]["top3"] == summary["model_relative"]["top3"] == summary["nearest_neighbour"]["top3"] == 1.0
     assert summary["model"]["top1"] == pytest.approx((per_label.get_column("model_rank") == 1).mean())
     smiles = data.join(per_label.select("row").unique(), on="row").sort("row")
     ranks = predict_targets(predictor, smiles.get_column("smiles").to_list(), store).join(
@@ -102,6 +111,10 @@ def test_evaluate_target_ranking_agrees_with_predict_targets(multitask_run):
     joined = per_label.join(ranks.select("row", "task", "rank"), on=["row", "task"])
     assert joined.height == per_label.height
     assert joined.get_column("model_rank").to_list() == joined.get_column("rank").to_list()
+    relative = predict_targets(predictor, smiles.get_column("smiles").to_list(), store, rank_by="relative").join(
+        smiles.select("inchikey", "row"), on="inchikey")
+    joined = per_label.join(relative.select("row", "task", "rank"), on=["row", "task"])
+    assert joined.get_column("model_relative_rank").to_list() == joined.get_column("rank").to_list()
 
 
 def test_predict_targets_app_writes_tables(multitask_run, tmp_path):
@@ -114,7 +127,7 @@ def test_predict_targets_app_writes_tables(multitask_run, tmp_path):
     assert [len(m["targets"]) for m in molecules] == [2, 2]
     assert [t["rank"] for t in molecules[0]["targets"]] == [1, 2]
     assert pl.read_csv(tmp_path / "targets.csv").height == 4
-    assert set(json.loads((tmp_path / "target_ranking.json").read_text())) == {"labels", "molecules", "tasks", "model",
+    assert set(json.loads((tmp_path / "target_ranking.json").read_text())) == {"labels", "molecules", "tasks", "model", "model_relative",
                                                                               "nearest_neighbour"}
 
 

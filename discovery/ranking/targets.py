@@ -23,17 +23,34 @@ from discovery.checkpoint import Predictor
 from discovery.ranking.similarity import ECFP4, fold_labels, run_data, training_fingerprints
 
 
-def predict_targets(predictor: Predictor, smiles: Sequence[str], store: FeatureStore) -> pl.DataFrame:
+RANK_BY = ("activity", "relative")
+
+
+def relative_activity(predictor: Predictor, predictions: np.ndarray) -> np.ndarray:
+    """``(molecules, tasks)`` predictions as z-scores of each task's training labels (the checkpoint's target
+    scaling): how active a molecule is *for that target*, so that targets whose ligands are all potent do not
+    come first for every molecule."""
+    return predictor.scaler.transform(predictions)
+
+
+def predict_targets(predictor: Predictor, smiles: Sequence[str], store: FeatureStore,
+                    rank_by: str = "activity") -> pl.DataFrame:
     """One row per input x task, best target first per molecule:
-    ``input_row, input, inchikey, smiles, rank, task, prediction[, std], error`` (failed inputs: null rank)."""
+    ``input_row, input, inchikey, smiles, rank, task, prediction, relative[, std], error`` (failed inputs: null
+    rank). ``rank_by``: ``activity`` (the predicted value) or ``relative`` (:func:`relative_activity`)."""
+    if rank_by not in RANK_BY:
+        raise ValueError(f"rank_by must be one of {RANK_BY}, got {rank_by!r}")
     table = predictor.predict(list(smiles), store).with_columns(
         pl.int_range(pl.len()).floordiv(len(predictor.tasks)).alias("input_row")
     )
-    ranked = table.with_columns(
-        pl.col("prediction").rank("ordinal", descending=True).over("input_row").cast(pl.Int64).alias("rank")
+    predictions = table.get_column("prediction").fill_null(np.nan).to_numpy().reshape(-1, len(predictor.tasks))
+    relative = relative_activity(predictor, predictions).ravel()
+    score = "prediction" if rank_by == "activity" else "relative"
+    ranked = table.with_columns(pl.Series("relative", relative).fill_nan(None)).with_columns(
+        pl.col(score).rank("ordinal", descending=True).over("input_row").cast(pl.Int64).alias("rank")
     ).sort(["input_row", "rank"], nulls_last=True)
-    return ranked.select("input_row", "input", "inchikey", "smiles", "rank", "task", pl.exclude(
-        "input_row", "input", "inchikey", "smiles", "rank", "task"))
+    return ranked.select("input_row", "input", "inchikey", "smiles", "rank", "task", "prediction", "relative",
+                         pl.exclude("input_row", "input", "inchikey", "smiles", "rank", "task", "prediction", "relative"))
 
 
 def target_ranks(scores: np.ndarray, columns: np.ndarray) -> np.ndarray:
@@ -63,8 +80,9 @@ def evaluate_target_ranking(
     ``run_dirs``: the checkpoint's train run, or the runs of an ensemble (same data; the test labels are those
     of every run's test fold, the baseline's training labels the union of their training folds, and a label
     one run trained on is refused as another's test label).
-    Returns a summary (labels, molecules, tasks, ``model``/``nearest_neighbour``: ``top<k>`` and
-    ``mean_rank``) and one row per test label: ``row, inchikey, task, target, model_rank, nn_rank``.
+    Returns a summary (labels, molecules, tasks, ``model`` (ranked by activity) / ``model_relative``
+    (:func:`relative_activity`) / ``nearest_neighbour``: ``top<k>`` and ``mean_rank``) and one row per test label:
+    ``row, inchikey, task, target, model_rank, model_relative_rank, nn_rank``.
     """
     run_dirs = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else [Path(d) for d in run_dirs]
     data = run_data(run_dirs).select("row", "inchikey")
@@ -98,10 +116,12 @@ def evaluate_target_ranking(
     task = np.array([predictor.tasks.index(t) for t in test.get_column("task")], dtype=np.int64)
     per_label = test.select("row", "inchikey", "task", "target").with_columns(
         pl.Series("model_rank", target_ranks(model_scores[molecule], task)),
+        pl.Series("model_relative_rank", target_ranks(relative_activity(predictor, model_scores)[molecule], task)),
         pl.Series("nn_rank", target_ranks(nn_scores[molecule], task)),
     )
     summary: dict[str, Any] = {"labels": per_label.height, "molecules": len(keys), "tasks": len(predictor.tasks)}
-    for name, column in (("model", "model_rank"), ("nearest_neighbour", "nn_rank")):
+    for name, column in (("model", "model_rank"), ("model_relative", "model_relative_rank"),
+                         ("nearest_neighbour", "nn_rank")):
         ranks = per_label.get_column(column).to_numpy()
         summary[name] = {**{f"top{k}": float((ranks <= k).mean()) for k in ks}, "mean_rank": float(ranks.mean())}
     return summary, per_label
