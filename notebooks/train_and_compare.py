@@ -64,6 +64,18 @@ print(predictions)
 assert predictions["prediction"][0] > predictions["prediction"][1]  # ethanol dissolves better than benzene
 
 # %% [markdown]
+# ## Runs of a sweep as one ensemble
+# A list of checkpoints (runs on the same data, e.g. the seeds of `-m seed=0,1`, trained in parallel) predicts
+# as one ensemble: the mean of all members, and their spread as `std`. `discovery.rank`, `predict_targets` and
+# `oracle=checkpoint` take the same list.
+
+# %%
+ensemble = load_predictor([work / "dmpnn_seed0", work / "dmpnn_seed1"])
+both = ensemble.predict(["CCO", "c1ccccc1"], store)
+print(both)
+assert len(ensemble.members) == 2 and both["std"].is_not_null().all()
+
+# %% [markdown]
 # ## A self-contained HTML report of a run (the apps write one into every run folder)
 
 # %%
