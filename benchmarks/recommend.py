@@ -42,6 +42,7 @@ Run (from the repo root; ``--quick`` for a small smoke run)::
     nice -n 5 .venv/bin/python benchmarks/recommend.py                     # Eunomia + 100k synthetic
     nice -n 5 .venv/bin/python benchmarks/recommend.py --sim-patients 100000 1000000 --quality-on eunomia sim100000
     nice -n 5 .venv/bin/python benchmarks/recommend.py --quick
+    .venv/bin/python benchmarks/recommend.py --merge a.json b.json --out both.json   # runs that split the models
     nice -n 5 .venv/bin/python benchmarks/recommend.py --skip ingest als --sim-override \
         population.acute_frailty_shape=0.5 +acute.pain.loading=1.0   # a cohort of other simulator settings
 """
@@ -332,6 +333,34 @@ def ratio_vs_popularity(rows: list[dict[str, Any]], task: str = "new") -> dict[s
             "ratio": round(value[best] / value["popularity"], 3)}
 
 
+def merge_results(paths: Sequence[Path]) -> dict[str, Any]:
+    """One results file from runs that split the models between them (e.g. two processes side by side): their
+    quality rows per data set, in order; each run's args, commit and start under ``runs``; a data set measured
+    twice for the same model, or on cohorts of other simulator parameters, is refused."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    merged: dict[str, Any] = {"benchmark": "recommend", "merged_from": [str(p) for p in paths],
+                              "runs": {str(p): {k: part.get(k) for k in ("when", "git_commit", "args", "machine",
+                                                                         "load_avg_start", "load_avg_end")}
+                                       for p, part in zip(paths, parts)},
+                              "note": parts[0]["note"], "ingest": [], "als_overhead": {}, "quality": {}, "ratios": {},
+                              "synthetic_cohort_parameters": {}}
+    for path, part in zip(paths, parts):
+        merged["ingest"].extend(part.get("ingest", []))
+        merged["als_overhead"].update(part.get("als_overhead", {}))
+        for name, cohort in part.get("synthetic_cohort_parameters", {}).items():
+            if merged["synthetic_cohort_parameters"].setdefault(name, cohort) != cohort:
+                raise ValueError(f"{path}: its {name} cohort was simulated with other parameters than the first file's")
+        for name, rows in part.get("quality", {}).items():
+            table = merged["quality"].setdefault(name, [])
+            again = {(r["model"], r["task"]) for r in rows} & {(r["model"], r["task"]) for r in table}
+            if again:
+                raise ValueError(f"{path}: {name} measures {sorted(again)} again")
+            table.extend(rows)
+    for name, rows in merged["quality"].items():
+        merged["ratios"][f"{name}: best(ALS, EASE) / popularity, test NDCG@10 task b"] = ratio_vs_popularity(rows)
+    return merged
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -354,8 +383,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="rank a seeded sample of at most this many patients per task and fold (large cohorts)")
     parser.add_argument("--quick", action="store_true", help="10k synthetic patients, 2 grid points")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="RESULTS",
+                        help="only merge these results files (runs that split the models) into --out, and print it")
     parser.add_argument("--ingest-worker", nargs=2, metavar=("USAGE", "DRUG_EXPOSURE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.merge:
+        result = merge_results(args.merge)
+        write_json_atomic(args.out, result)
+        print_tables(result)
+        return result
     if args.ingest_worker:
         print(json.dumps(ingest_worker(*args.ingest_worker)))
         return {}

@@ -26,3 +26,29 @@ def test_the_als_grid_regularization_grows_with_the_cohort_beyond_100k_patients(
     assert als_regularization_scale(2_694) == 1.0  # Eunomia: the grid as written
     assert als_regularization_scale(100_000) == 1.0
     assert als_regularization_scale(1_000_000) == 10.0
+
+
+def test_results_of_runs_that_split_the_models_merge_into_one_table(tmp_path):
+    import json
+
+    import pytest
+
+    from benchmarks.recommend import merge_results
+
+    def results(name, rows, cohort):
+        path = tmp_path / name
+        path.write_text(json.dumps({"note": "synthetic", "when": name, "quality": {"sim": rows},
+                                    "synthetic_cohort_parameters": {"sim": cohort}}))
+        return path
+
+    row = lambda model, ndcg: {"model": model, "task": "new", "ndcg@10": ndcg}  # noqa: E731
+    first = results("a.json", [row("popularity", 0.2), row("ease", 0.25)], {"seed": 0})
+    second = results("b.json", [row("als", 0.3)], {"seed": 0})
+    merged = merge_results([first, second])
+    assert [r["model"] for r in merged["quality"]["sim"]] == ["popularity", "ease", "als"]
+    assert merged["ratios"]["sim: best(ALS, EASE) / popularity, test NDCG@10 task b"]["ratio"] == 1.5
+    assert set(merged["runs"]) == {str(first), str(second)}
+    with pytest.raises(ValueError, match=r"measures \[\('als', 'new'\)\] again"):
+        merge_results([second, second])
+    with pytest.raises(ValueError, match="simulated with other parameters"):
+        merge_results([first, results("c.json", [row("als", 0.3)], {"seed": 1})])
