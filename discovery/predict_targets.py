@@ -60,7 +60,9 @@ def run_predict_targets(cfg: DictConfig, out_dir: Path) -> pl.DataFrame:
         write_json_atomic(out_dir / "target_ranking.json", summary)
         write_parquet_atomic(per_label, out_dir / "target_ranking.parquet")
         log.info("target ranking on %d test labels: %s", summary["labels"], summary)
-    data_files = [Path(cfg.input.path)] if cfg.input.path else []
+    # The checkpoints' training data too, where their run folders hold it (fingerprint_files skips a bare checkpoint/).
+    trained_on = [d / "data.parquet" for d in run_dirs_of(cfg.checkpoint)]
+    data_files = [*([Path(cfg.input.path)] if cfg.input.path else []), *trained_on]
     write_run_record(out_dir, OmegaConf.to_container(cfg, resolve=True), cfg.seed, data_files)
     return table
 

@@ -127,6 +127,7 @@ def test_predict_targets_app_writes_tables(multitask_run, tmp_path):
     assert [len(m["targets"]) for m in molecules] == [2, 2]
     assert [t["rank"] for t in molecules[0]["targets"]] == [1, 2]
     assert pl.read_csv(tmp_path / "targets.csv").height == 4
+    assert str(run / "data.parquet") in json.loads((tmp_path / "run.json").read_text())["data"]  # what it trained on
     assert set(json.loads((tmp_path / "target_ranking.json").read_text())) == {"labels", "molecules", "tasks", "model", "model_relative",
                                                                               "nearest_neighbour"}
 
