@@ -338,7 +338,7 @@ def merge_results(paths: Sequence[Path]) -> dict[str, Any]:
     quality rows per data set, in order; each run's args, commit and start under ``runs``; a data set measured
     twice for the same model, or on cohorts of other simulator parameters, is refused."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
-    merged: dict[str, Any] = {"benchmark": "recommend", "merged_from": [str(p) for p in paths],
+    merged: dict[str, Any] = {"benchmark": "recommend",
                               "runs": {str(p): {k: part.get(k) for k in ("when", "git_commit", "args", "machine",
                                                                          "load_avg_start", "load_avg_end")}
                                        for p, part in zip(paths, parts)},

@@ -303,7 +303,7 @@ def ensemble_of(predictors: Sequence[Predictor], names: Sequence[str] | None = N
 
 
 def checkpoint_paths(path: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
-    """One checkpoint or a list of them (an ensemble of runs), as paths."""
+    """One checkpoint (or run folder) or a list of them (an ensemble of runs), as paths."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     if not paths:
         raise ValueError("no checkpoint given")

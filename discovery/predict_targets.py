@@ -55,14 +55,14 @@ def run_predict_targets(cfg: DictConfig, out_dir: Path) -> pl.DataFrame:
         pl.col("error").first(),
     )
     write_json_atomic(out_dir / "targets.json", per_molecule.to_dicts())
+    run_dirs = run_dirs_of(cfg.checkpoint)
     if cfg.evaluate_ranking:
-        summary, per_label = evaluate_target_ranking(run_dirs_of(cfg.checkpoint), predictor, store, cfg.ks)
+        summary, per_label = evaluate_target_ranking(run_dirs, predictor, store, cfg.ks)
         write_json_atomic(out_dir / "target_ranking.json", summary)
         write_parquet_atomic(per_label, out_dir / "target_ranking.parquet")
         log.info("target ranking on %d test labels: %s", summary["labels"], summary)
     # The checkpoints' training data too, where their run folders hold it (fingerprint_files skips a bare checkpoint/).
-    trained_on = [d / "data.parquet" for d in run_dirs_of(cfg.checkpoint)]
-    data_files = [*([Path(cfg.input.path)] if cfg.input.path else []), *trained_on]
+    data_files = [*([Path(cfg.input.path)] if cfg.input.path else []), *(d / "data.parquet" for d in run_dirs)]
     write_run_record(out_dir, OmegaConf.to_container(cfg, resolve=True), cfg.seed, data_files)
     return table
 

@@ -36,7 +36,7 @@ def run_dirs_of(checkpoints: str | os.PathLike | Sequence[str | os.PathLike]) ->
 
 def run_data(run_dirs: Path | Sequence[Path]) -> pl.DataFrame:
     """The ``data.parquet`` of a train run, or the one the runs of an ensemble share (else a ValueError)."""
-    dirs = [run_dirs] if isinstance(run_dirs, Path) else list(run_dirs)
+    dirs = checkpoint_paths(run_dirs)
     data = read_table(dirs[0] / "data.parquet")
     require_columns(data, ["row", "inchikey", "smiles"], str(dirs[0] / "data.parquet"))
     for other in dirs[1:]:
@@ -46,12 +46,12 @@ def run_data(run_dirs: Path | Sequence[Path]) -> pl.DataFrame:
     return data
 
 
-def fold_labels(run_dirs: Path | Sequence[Path], fold: str) -> pl.DataFrame:
+def fold_labels(run_dirs: Path | Sequence[Path], fold: str, data: pl.DataFrame | None = None) -> pl.DataFrame:
     """``row, task, target`` of every label in ``fold`` of a train run (``data.parquet`` + ``splits.json``);
     ``target`` is float, or the class name for a multiclass run. Several runs (an ensemble, same data): the
-    union of their ``fold`` labels."""
-    dirs = [run_dirs] if isinstance(run_dirs, Path) else list(run_dirs)
-    data = run_data(dirs)
+    union of their ``fold`` labels. ``data``: the runs' :func:`run_data`, when the caller has read it already."""
+    dirs = checkpoint_paths(run_dirs)
+    data = run_data(dirs) if data is None else data
     tasks = [c for c in data.columns if c not in ("row", "inchikey", "smiles")]
     frames = []
     for run_dir in dirs:
@@ -66,11 +66,12 @@ def fold_labels(run_dirs: Path | Sequence[Path], fold: str) -> pl.DataFrame:
 
 def training_fingerprints(
     run_dirs: Path | Sequence[Path], store: FeatureStore, view: FeatureView = ECFP4, standardizer: Standardizer = Standardizer(),
+    data: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, np.ndarray]:
     """The training-fold molecules of a train run (``row, inchikey, smiles``) and their fingerprint bits; several
-    runs (an ensemble): every molecule any of them trained on."""
-    data = run_data(run_dirs)
-    rows = fold_labels(run_dirs, "train").get_column("row").unique().sort()
+    runs (an ensemble): every molecule any of them trained on. ``data``: as in :func:`fold_labels`."""
+    data = run_data(run_dirs) if data is None else data
+    rows = fold_labels(run_dirs, "train", data).get_column("row").unique().sort()
     molecules = data.select("row", "inchikey", "smiles").filter(pl.col("row").is_in(rows.implode()))
     features = store.get(molecules.get_column("inchikey").to_list(), view)
     missing = features.get_column("error").is_not_null()

@@ -19,7 +19,7 @@ import polars as pl
 from featurestore import FeatureStore, fingerprint_matrix
 from featurestore.similarity import tanimoto_blocks
 
-from discovery.checkpoint import Predictor
+from discovery.checkpoint import Predictor, checkpoint_paths
 from discovery.ranking.similarity import ECFP4, fold_labels, run_data, training_fingerprints
 
 
@@ -84,10 +84,10 @@ def evaluate_target_ranking(
     (:func:`relative_activity`) / ``nearest_neighbour``: ``top<k>`` and ``mean_rank``) and one row per test label:
     ``row, inchikey, task, target, model_rank, model_relative_rank, nn_rank``.
     """
-    run_dirs = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else [Path(d) for d in run_dirs]
-    data = run_data(run_dirs).select("row", "inchikey")
-    test = fold_labels(run_dirs, "test").join(data, on="row")
-    train = fold_labels(run_dirs, "train")
+    run_dirs = checkpoint_paths(run_dirs)
+    data = run_data(run_dirs)  # read once: the folds and the baseline's fingerprints all index it
+    test = fold_labels(run_dirs, "test", data).join(data.select("row", "inchikey"), on="row")
+    train = fold_labels(run_dirs, "train", data)
     # By label: a multitask split (MoleculeACE's) may put a molecule in one task's test fold and another's training.
     leaked = test.join(train, on=["row", "task"], how="semi").height
     if leaked:
@@ -102,7 +102,7 @@ def evaluate_target_ranking(
     predicted = predictor.predict(keys, store).get_column("prediction").to_numpy()
     model_scores = predicted.reshape(len(keys), len(predictor.tasks))
 
-    train_molecules, train_bits = training_fingerprints(run_dirs, store, ECFP4, predictor.standardizer)
+    train_molecules, train_bits = training_fingerprints(run_dirs, store, ECFP4, predictor.standardizer, data)
     train_index = {row: i for i, row in enumerate(train_molecules.get_column("row").to_list())}
     train_tasks = [
         np.array([train_index[r] for r in train.filter(pl.col("task") == task).get_column("row") if r in train_index],
