@@ -104,8 +104,10 @@ def fit_ensemble(
     ``masks`` holds each fold's labels (``split.label_mask``). Also returns the model inputs
     (one per dataset row), so predictions reuse them instead of rebuilding them.
     """
-    if not masks["train"].any() or not masks["val"].any():
-        raise ValueError(f"{dataset.name}: the split leaves no training or no validation labels")
+    if not masks["train"].any():
+        raise ValueError(f"{dataset.name}: the split leaves no training labels")
+    if not masks["val"].any():
+        log.info("no validation labels: a final fit on all training data (fixed epochs, last epoch kept)")
     targets = dataset.target_matrix()
     regression = dataset.task_type == "regression"
     scaler = TargetScaler.fit(targets, masks["train"]) if regression else TargetScaler.identity(len(dataset.tasks))
@@ -158,6 +160,8 @@ def fold_predictions(predictor: Predictor, dataset: MoleculeDataset, split: Spli
     frames = []
     for code, fold in enumerate(FOLDS):
         rows = split.rows(fold)
+        if not len(rows):  # no validation share: a final fit on all training labels
+            continue
         mean, std = predictor.predict_examples([inputs[row] for row in rows])
         if multiclass:
             grid = pl.DataFrame([pl.Series("row", rows, dtype=pl.Int64), pl.Series("task", dataset.tasks * len(rows)),

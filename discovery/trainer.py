@@ -32,7 +32,9 @@ class TrainerConfig:
     The learning rate rises linearly from ``init_lr`` to ``max_lr`` over ``warmup_epochs``,
     then decays exponentially to ``final_lr`` at ``max_epochs`` (chemprop's schedule).
     Training stops after ``patience`` epochs without a better validation loss (``None``:
-    never) and the best epoch's weights are restored. ``num_threads`` caps torch's CPU
+    never) and the best epoch's weights are restored. Without validation labels (a final
+    model on all training data, e.g. ``split.val_fraction=0``) every epoch runs and the last
+    is kept; that needs ``patience: null``. ``num_threads`` caps torch's CPU
     threads (``None``: torch's default); on a shared machine 1 avoids oversubscription.
     """
 
@@ -127,9 +129,16 @@ def fit(
     model: nn.Module, train: list[Data], val: list[Data], config: TrainerConfig, task_type: str, seed: int,
     on_epoch: EpochCallback | None = None,
 ) -> FitResult:
-    """Train ``model`` in place on labelled examples; keeps the weights of the best validation epoch."""
-    if not train or not val:
-        raise ValueError(f"training needs non-empty train and validation sets (got {len(train)} and {len(val)})")
+    """Train ``model`` in place on labelled examples; keeps the weights of the best validation epoch.
+
+    With no validation examples, all ``max_epochs`` run and the last epoch's weights are kept
+    (``val_loss`` is NaN in the history); early stopping (``patience``) then has nothing to watch.
+    """
+    if not train:
+        raise ValueError("training needs a non-empty training set")
+    if not val and config.patience is not None:
+        raise ValueError("early stopping needs validation examples; with none (a final fit on all training data) "
+                         "set trainer.patience=null to run all max_epochs and keep the last")
     device = resolve_device(config.device)
     model.to(device)
     generator = torch.Generator().manual_seed(seed)
@@ -141,7 +150,7 @@ def fit(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.max_lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(config, len(train_loader)))
     result = FitResult()
-    best_state = copy.deepcopy(model.state_dict())
+    best_state = copy.deepcopy(model.state_dict()) if val else None  # None: keep the last epoch's weights
     for epoch in range(config.max_epochs):
         model.train()
         total, count = 0.0, 0.0
@@ -157,17 +166,21 @@ def fit(
             labelled = float(batch.mask.sum())
             total, count = total + loss.item() * labelled, count + labelled
         record = {"epoch": epoch, "train_loss": total / max(count, 1.0),
-                  "val_loss": _loss_over(model, val_loader, device, task_type), "lr": scheduler.get_last_lr()[0]}
+                  "val_loss": _loss_over(model, val_loader, device, task_type) if val else math.nan,
+                  "lr": scheduler.get_last_lr()[0]}
         result.history.append(record)
         if on_epoch is not None:
             on_epoch(epoch, record)
-        if record["val_loss"] < result.best_val_loss:
+        if not val:
+            result.best_epoch, result.best_val_loss = epoch, math.nan
+        elif record["val_loss"] < result.best_val_loss:
             result.best_epoch, result.best_val_loss = epoch, record["val_loss"]
             best_state = copy.deepcopy(model.state_dict())
         elif config.patience is not None and epoch - result.best_epoch >= config.patience:
             log.info("early stop at epoch %d: no better validation loss since epoch %d", epoch, result.best_epoch)
             break
-    model.load_state_dict(best_state)
+    if best_state is not None:
+        model.load_state_dict(best_state)
     return result
 
 

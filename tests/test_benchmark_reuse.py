@@ -52,3 +52,15 @@ def test_results_of_runs_that_split_the_models_merge_into_one_table(tmp_path):
         merge_results([second, second])
     with pytest.raises(ValueError, match="simulated with other parameters"):
         merge_results([first, results("c.json", [row("als", 0.3)], {"seed": 1})])
+
+
+def test_the_final_svr_refits_on_every_training_label_with_the_tuned_c(tmp_path):
+    from benchmarks.moleculeace import final_svr
+
+    tuned = {"metrics": {"training": [{"tasks": [{"C": 3.0, "val_rmse_by_C": {"1.0": 0.7, "3.0": 0.6}}]}]}}
+    refit = final_svr(tuned, ["data.target=CHEMBL2835_Ki", "seed=0", f"store.root={tmp_path / 'store'}"],
+                      tmp_path / "final")
+    assert "error" not in refit, refit.get("error")
+    metrics = refit["metrics"]
+    assert metrics["labels_per_fold"]["val"] == 0 and metrics["labels_per_fold"]["train"] > 0
+    assert [task["C"] for task in metrics["training"][0]["tasks"]] == [3.0]

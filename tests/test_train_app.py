@@ -219,6 +219,19 @@ def test_moleculeace_target_keeps_the_given_test_set_and_reports_cliffs(tmp_path
     assert len(chosen["val_rmse_by_C"]) == 6
 
 
+def test_a_final_fit_on_all_training_labels_needs_fixed_choices(tmp_path):
+    common = ["data=moleculeace", "data.target=CHEMBL2047", "split=moleculeace", "split.val_fraction=0"]
+    with pytest.raises(ValueError, match=r"ecfp_svr chooses C .* give one C \(model.hparams.c_grid=\[3.0\]\)"):
+        _run_in_process(tmp_path / "svr_grid", tmp_path / "store", *common, "model=ecfp_svr")
+    metrics = _run_in_process(tmp_path / "svr", tmp_path / "store", *common, "model=ecfp_svr", "model.hparams.c_grid=[3.0]")
+    assert metrics["labels_per_fold"]["val"] == 0 and metrics["objective"]["value"] is None
+    assert metrics["training"][0]["tasks"][0]["C"] == 3.0
+    given = load_dataset("moleculeace").filter((pl.col("target_id") == "CHEMBL2047") & (pl.col("split") == "train"))
+    assert metrics["labels_per_fold"]["train"] == given.height
+    with pytest.raises(ValueError, match="trainer.patience=null"):
+        _run_in_process(tmp_path / "gnn", tmp_path / "store", *common, "model=ecfp_mlp", "trainer.patience=5")
+
+
 @pytest.mark.slow
 def test_optuna_sweep_returns_the_validation_metric(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")

@@ -152,6 +152,24 @@ def test_early_stopping_restores_the_best_validation_weights(store):
     assert restored < result.history[-1]["val_loss"]
 
 
+def test_without_validation_every_epoch_runs_and_the_last_is_kept(store):
+    examples = _inputs(store, ["CCO", "CCN", "CCC", "c1ccccc1", "CC(=O)O", "CCOC"], "fingerprint")
+    targets, mask = np.random.default_rng(0).normal(size=(6, 1)), np.ones((6, 1), dtype=bool)
+    train = labelled_examples(examples, np.arange(6), targets, mask)
+    torch.manual_seed(0)
+    model = build_model("ecfp_mlp", {"n_tasks": 1, "in_dim": 64, "hidden": 64, "depth": 2, "dropout": 0.0})
+    with pytest.raises(ValueError, match="early stopping needs validation examples.*trainer.patience=null"):
+        fit(model, train, [], TrainerConfig(max_epochs=4, patience=3, device="cpu"), "regression", seed=0)
+    config = TrainerConfig(max_epochs=4, batch_size=3, patience=None, device="cpu")
+    result = fit(model, train, [], config, "regression", seed=0)
+    assert [record["epoch"] for record in result.history] == [0, 1, 2, 3] and result.best_epoch == 3
+    assert all(np.isnan(record["val_loss"]) for record in result.history)
+    # the kept weights are the last epoch's: one more epoch of training changes the predictions
+    last = predict_outputs(model, train, batch_size=6, device="cpu")
+    fit(model, train, [], TrainerConfig(max_epochs=1, batch_size=3, patience=None, device="cpu"), "regression", seed=1)
+    assert not np.allclose(last, predict_outputs(model, train, batch_size=6, device="cpu"))
+
+
 def _bits(rows, width, seed):
     return np.random.default_rng(seed).integers(0, 2, size=(rows, width)).astype(np.uint8)
 

@@ -104,6 +104,9 @@ class FingerprintSVR(ClassicalModel):
         self.c_grid, self.epsilon, self.gamma = list(c_grid), epsilon, gamma
 
     def fit_task(self, x, y, x_val, y_val, seed):
+        if not len(y_val) and len(self.c_grid) > 1:
+            raise ValueError(f"ecfp_svr chooses C from {self.c_grid} on validation labels and this task has none; "
+                             "give one C (model.hparams.c_grid=[3.0]) for a fit on all training data")
         x = x.astype(np.float64)
         # scikit-learn's "scale" rule, computed here so the stored width is the one used.
         gamma = 1.0 / (x.shape[1] * x.var()) if self.gamma == "scale" else float(self.gamma)
