@@ -23,6 +23,7 @@ its probability, and one ``p_<class>`` column per class.
 
 A list of checkpoints loads as one ensemble (:class:`RunEnsemble`): the runs of a sweep such as
 ``-m seed=0,1,2,3``, trained in parallel, predict as the mean and std of all their members.
+:func:`save_ensemble` copies such runs into one folder, which then loads (and ranks) as that ensemble.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,6 +50,9 @@ from discovery.models import ClassicalModel, build_model
 from discovery.trainer import predict_outputs
 
 CHECKPOINT_FORMAT = 1
+ENSEMBLE_FILE = "ensemble.json"  # a folder of runs saved as one ensemble (save_ensemble)
+RUN_NAME = re.compile(r"run\d+")
+RUN_FILES = ("data.parquet", "splits.json", "metrics.json", "run.json", ".hydra")
 INCHIKEY = re.compile(r"[A-Z]{14}-[A-Z]{10}-[A-Z]")
 
 
@@ -263,7 +268,8 @@ def _checkpoint_spec(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
 class RunEnsemble(Predictor):
     """Several training runs' checkpoints as one predictor: every member of every run counts once in the mean
     and std, each with its own run's target scaler (e.g. the runs of ``-m seed=0,1,2,3``, trained in parallel).
-    Built by :func:`load_predictor` from a list of checkpoints; it is not saved as one checkpoint (list the runs)."""
+    Built by :func:`load_predictor` from a list of checkpoints (or a :func:`save_ensemble` folder); its
+    :meth:`save` is refused: copy the runs with :func:`save_ensemble`."""
 
     parts: list[Predictor] = field(default_factory=list)
 
@@ -271,8 +277,8 @@ class RunEnsemble(Predictor):
         return [output for part in self.parts for output in part.member_outputs(examples)]
 
     def save(self, directory: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
-        raise ValueError("an ensemble of several runs is not saved as one checkpoint: load it again from the list "
-                         "of its runs' checkpoints")
+        raise ValueError("an ensemble of several runs is not saved as one checkpoint: copy its runs into one folder "
+                         "with discovery.checkpoint.save_ensemble(runs, folder)")
 
 
 def ensemble_of(predictors: Sequence[Predictor], names: Sequence[str] | None = None) -> Predictor:
@@ -302,12 +308,67 @@ def ensemble_of(predictors: Sequence[Predictor], names: Sequence[str] | None = N
                        first.device, first.protein_view, first.classes, parts=list(predictors))
 
 
+def run_dir_of(checkpoint: str | os.PathLike) -> Path:
+    """The train run folder of a checkpoint given as the run folder or its ``checkpoint/`` subfolder."""
+    path = Path(checkpoint)
+    return path.parent if path.name == "checkpoint" and not (path / "checkpoint").is_dir() else path
+
+
+def _saved_ensemble_runs(directory: Path) -> list[Path]:
+    """The run folders listed by a saved ensemble's ``ensemble.json``; names other than ``run<k>`` are refused, so
+    a crafted file cannot point outside the folder."""
+    names = json.loads((directory / ENSEMBLE_FILE).read_text()).get("runs")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and RUN_NAME.fullmatch(n) for n in names):
+        raise ValueError(f"{directory / ENSEMBLE_FILE}: 'runs' must list the folders run0, run1, ... (got {names!r})")
+    missing = [name for name in names if not (directory / name / "checkpoint").is_dir()]
+    if missing:
+        raise ValueError(f"{directory}: the saved ensemble lacks the runs {missing}")
+    return [directory / name for name in names]
+
+
 def checkpoint_paths(path: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
-    """One checkpoint (or run folder) or a list of them (an ensemble of runs), as paths."""
-    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    """One checkpoint (or run folder) or a list of them (an ensemble of runs), as paths; a folder written by
+    :func:`save_ensemble` stands for its runs."""
+    paths = [Path(path)] if isinstance(path, (str, os.PathLike)) else [Path(p) for p in path]
     if not paths:
         raise ValueError("no checkpoint given")
-    return [Path(p) for p in paths]
+    return [run for p in paths for run in (_saved_ensemble_runs(p) if (p / ENSEMBLE_FILE).is_file() else [p])]
+
+
+def save_ensemble(runs: Sequence[str | os.PathLike], directory: str | os.PathLike) -> Path:
+    """Copy the train runs of an ensemble into one folder that loads wherever a checkpoint is read.
+
+    Each run (its folder or ``checkpoint/``) becomes ``directory/run<k>/`` with its checkpoint and the files the
+    ranking apps read beside it (``data.parquet``, ``splits.json``; ``metrics.json``, ``run.json`` and
+    ``.hydra/`` for provenance); ``ensemble.json`` lists them. The runs must form an ensemble (:func:`ensemble_of`);
+    an existing ``directory`` is refused, and the folder appears whole or not at all.
+    """
+    destination = Path(directory)
+    if destination.exists():
+        raise ValueError(f"{destination} exists; save the ensemble into a new folder")
+    run_dirs = [run_dir_of(p) for p in checkpoint_paths(runs)]
+    if len(run_dirs) < 2:
+        raise ValueError("an ensemble needs at least two runs; a single run's folder is already its checkpoint")
+    ensemble_of([load_predictor(d, "cpu") for d in run_dirs], [str(d) for d in run_dirs])
+    staging = destination.with_name(f".{destination.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        for k, run_dir in enumerate(run_dirs):
+            target = staging / f"run{k}"
+            shutil.copytree(_checkpoint_spec(run_dir)[0], target / "checkpoint")
+            for name in RUN_FILES:
+                if (run_dir / name).is_dir():
+                    shutil.copytree(run_dir / name, target / name)
+                elif (run_dir / name).is_file():
+                    shutil.copy2(run_dir / name, target / name)
+        write_json_atomic(staging / ENSEMBLE_FILE, {"format": CHECKPOINT_FORMAT,
+                                                    "runs": [f"run{k}" for k in range(len(run_dirs))],
+                                                    "sources": [str(d.resolve()) for d in run_dirs]})
+        staging.rename(destination)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return destination
 
 
 def load_predictor(path: str | os.PathLike | Sequence[str | os.PathLike], device: str = "auto") -> Predictor:

@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 
 from featurestore import FeatureStore, FeatureView
 from featurestore.datasets import load_dataset
-from discovery.checkpoint import ensemble_of, load_predictor
+from discovery.checkpoint import ensemble_of, load_predictor, save_ensemble
 from discovery.ranking.rank import RankingModel
 from discovery.ranking.similarity import fold_labels, training_fingerprints
 from discovery.predict_targets import run_predict_targets
@@ -147,8 +147,31 @@ def test_a_list_of_runs_predicts_as_one_ensemble_of_all_their_members(multitask_
     s1, s2, s = (t.get_column("std").fill_null(np.nan).to_numpy() for t in (one, two, table))
     np.testing.assert_allclose(m, (m1 + m2) / 2)  # two members each: the mean of the runs' means
     np.testing.assert_allclose(s, np.sqrt((s1**2 + s2**2) / 2 + ((m1 - m2) / 2) ** 2))  # spread over all four
-    with pytest.raises(ValueError, match="not saved as one checkpoint"):
+    with pytest.raises(ValueError, match="not saved as one checkpoint.*save_ensemble"):
         ensemble.save(run.parent / "ensemble")
+
+
+def test_a_saved_ensemble_is_one_folder_that_loads_and_ranks_as_its_runs(multitask_run, tmp_path):
+    run, store_root = multitask_run
+    same_split = run.parent / "run_seed1_split0"
+    saved = save_ensemble([run, same_split / "checkpoint"], tmp_path / "bundle")
+    assert sorted(p.name for p in saved.iterdir()) == ["ensemble.json", "run0", "run1"]
+    assert (saved / "run1" / "data.parquet").read_bytes() == (same_split / "data.parquet").read_bytes()
+    store = FeatureStore(store_root, n_jobs=1, progress=False)
+    smiles = ["CCO", "c1ccccc1O"]
+    expected = load_predictor([run, same_split]).predict(smiles, store)
+    assert load_predictor(saved).predict(smiles, store).equals(expected)
+    cfg = _compose("predict_targets", [f"checkpoint={saved}", f"store.root={store_root}", "store.n_jobs=1",
+                                       "evaluate_ranking=true"])
+    run_predict_targets(cfg, tmp_path / "app")  # the applicability data and splits travel with the runs
+    assert json.loads((tmp_path / "app" / "target_ranking.json").read_text())["labels"] > 0
+    with pytest.raises(ValueError, match="exists; save the ensemble into a new folder"):
+        save_ensemble([run, same_split], saved)
+    with pytest.raises(ValueError, match="at least two runs"):
+        save_ensemble([run], tmp_path / "one")
+    (saved / "ensemble.json").write_text(json.dumps({"runs": ["run0", "../../elsewhere"]}))
+    with pytest.raises(ValueError, match="must list the folders run0, run1"):
+        load_predictor(saved)
 
 
 def test_runs_of_other_tasks_or_features_do_not_make_an_ensemble(multitask_run):

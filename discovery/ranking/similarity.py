@@ -18,19 +18,13 @@ import polars as pl
 from featurestore import FeatureStore, FeatureView, Standardizer, fingerprint_matrix
 from featurestore.io import read_table, require_columns
 
-from discovery.checkpoint import checkpoint_paths
+from discovery.checkpoint import checkpoint_paths, run_dir_of
 
 ECFP4 = FeatureView("ecfp", {"radius": 2, "n_bits": 2048, "counts": False, "chirality": False, "features": False})
 
 
-def run_dir_of(checkpoint: str | Path) -> Path:
-    """The train run folder of a checkpoint given as the run folder or its ``checkpoint/`` subfolder."""
-    path = Path(checkpoint)
-    return path.parent if path.name == "checkpoint" and not (path / "checkpoint").is_dir() else path
-
-
 def run_dirs_of(checkpoints: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
-    """The train run folders of one checkpoint or of a list of them (an ensemble of runs)."""
+    """The train run folders of one checkpoint or of a list of them (an ensemble of runs, or a saved one)."""
     return [run_dir_of(path) for path in checkpoint_paths(checkpoints)]
 
 
