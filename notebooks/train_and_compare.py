@@ -15,7 +15,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 import discovery
-from discovery.checkpoint import load_predictor
+from discovery.checkpoint import load_predictor, save_ensemble
 from discovery.train import run_training
 from featurestore import FeatureStore
 from featurestore.report import render_report
@@ -74,6 +74,14 @@ ensemble = load_predictor([work / "dmpnn_seed0", work / "dmpnn_seed1"])
 both = ensemble.predict(["CCO", "c1ccccc1"], store)
 print(both)
 assert len(ensemble.members) == 2 and both["std"].is_not_null().all()
+
+# %% [markdown]
+# `save_ensemble` copies the runs into one folder (checkpoints plus the training data the ranking apps read),
+# which then loads as the same ensemble wherever a checkpoint is read.
+
+# %%
+saved = save_ensemble([work / "dmpnn_seed0", work / "dmpnn_seed1"], work / "dmpnn_ensemble")
+assert load_predictor(saved).predict(["CCO", "c1ccccc1"], store).equals(both)
 
 # %% [markdown]
 # ## A self-contained HTML report of a run (the apps write one into every run folder)
