@@ -349,7 +349,7 @@ def save_ensemble(runs: Sequence[str | os.PathLike], directory: str | os.PathLik
     run_dirs = [run_dir_of(p) for p in checkpoint_paths(runs)]
     if len(run_dirs) < 2:
         raise ValueError("an ensemble needs at least two runs; a single run's folder is already its checkpoint")
-    ensemble_of([load_predictor(d, "cpu") for d in run_dirs], [str(d) for d in run_dirs])
+    load_predictor(run_dirs, "cpu")  # refuses runs that do not form an ensemble, naming the one that differs
     staging = destination.with_name(f".{destination.name}.tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     try:
