@@ -12,26 +12,11 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import scipy.sparse as sp
 
-from recommend.interactions import Interactions
+from recommend.interactions import Interactions, pair_matrix
 from recommend.metrics import beyond_accuracy, ranking_metrics, set_metrics
 from recommend.models.base import Recommender
 from recommend.splits import Fold, cold_patients, excluded_items, task_targets
-
-
-def pair_matrix(pairs: pl.DataFrame, persons: pl.Series, space: Interactions) -> sp.csr_matrix:
-    """Binary CSR (len(persons) × items) of (person_id, item) pairs; persons give the row order."""
-    rows = pl.DataFrame({"person_id": persons}).with_row_index("r")
-    indexed = pairs.join(rows, on="person_id", how="inner")
-    cols = space.columns(indexed["item"]) if indexed.height else np.zeros(0, dtype=np.int64)
-    matrix = sp.csr_matrix(
-        (np.ones(indexed.height, dtype=np.float32), (indexed["r"].to_numpy(), cols)),
-        shape=(len(persons), space.shape[1]),
-    )
-    matrix.sum_duplicates()
-    matrix.data[:] = 1.0
-    return matrix
 
 
 def evaluate_fold(

@@ -157,3 +157,17 @@ def _transform(matrix: sp.csr_matrix, weighting: Weighting) -> sp.csr_matrix:
     out = sp.csr_matrix(weighted.T, dtype=np.float32)
     out.sort_indices()
     return out
+
+
+def pair_matrix(pairs: pl.DataFrame, persons: pl.Series, space: Interactions) -> sp.csr_matrix:
+    """Binary CSR (len(persons) × items) of (person_id, item) pairs; persons give the row order."""
+    rows = pl.DataFrame({"person_id": persons}).with_row_index("r")
+    indexed = pairs.join(rows, on="person_id", how="inner")
+    cols = space.columns(indexed["item"]) if indexed.height else np.zeros(0, dtype=np.int64)
+    matrix = sp.csr_matrix(
+        (np.ones(indexed.height, dtype=np.float32), (indexed["r"].to_numpy(), cols)),
+        shape=(len(persons), space.shape[1]),
+    )
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    return matrix

@@ -38,9 +38,9 @@ from featurestore.io import write_json_atomic, write_parquet_atomic
 from featurestore.provenance import seed_everything, write_run_record
 from featurestore.runs import flatten
 from featurestore.tracking import numbers, start_logger
-from recommend.evaluate import evaluate_fold, pair_matrix
+from recommend.evaluate import evaluate_fold
 from recommend.ingest import load_usage
-from recommend.interactions import Interactions, Weighting, build_interactions
+from recommend.interactions import Interactions, Weighting, build_interactions, pair_matrix
 from recommend.mapping import DrugCatalog, map_events
 from recommend.models import FitContext, Recommender, build_model
 from recommend.plots import content_of, write_neighbourhood

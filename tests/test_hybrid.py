@@ -121,7 +121,7 @@ def test_settings_out_of_range_and_untunable_folds_fail_clearly(items, annotatio
     with pytest.raises(ValueError, match=r"cold_weight must be in \[0, inf\] or None \(tuned\), got -1"):
         build_model({"name": "hybrid", "cold_weight": -1})
     takes = [(p, ATORVA, 1) for p in range(4)]
-    with pytest.raises(ValueError, match=r"cannot tune on an inner 'cold_items' fold .* set alpha, cold_weight, "
+    with pytest.raises(ValueError, match=r"hybrid: cannot make an inner 'cold_items' fold .* set alpha, cold_weight, "
                                          r"propagation and prior and give one behavior model to fit without tuning"):
         _fit(_hybrid(annotations, store), items, _events(items, takes),
              {"name": "cold_items", "fraction": 0.2, "seed": 0})

@@ -121,7 +121,8 @@ def test_similar_items_and_seeded_determinism():
 
 
 def test_registry():
-    assert set(MODELS) == {"popularity", "random", "itemknn", "als", "bpr", "ease", "content", "hybrid", "gru"}
+    assert set(MODELS) == {"popularity", "random", "itemknn", "als", "bpr", "ease", "content", "hybrid", "gru",
+                           "newstart"}
     with pytest.raises(KeyError, match="unknown recommender 'nope'"):
         build_model({"name": "nope"})
 

@@ -13,6 +13,7 @@ from recommend.models.ease import EASERecommender
 from recommend.models.factorization import ALSRecommender, BPRRecommender
 from recommend.models.hybrid import HybridRecommender
 from recommend.models.knn import ItemKNNRecommender
+from recommend.models.newstart import NewStartRecommender
 from recommend.models.popularity import PopularityRecommender, RandomRecommender
 from recommend.models.sequential import GRURecommender
 
@@ -28,6 +29,6 @@ def build_model(spec: Mapping[str, Any]) -> Recommender:
 
 __all__ = [
     "ALSRecommender", "BPRRecommender", "ContentRecommender", "EASERecommender", "GRURecommender",
-    "HybridRecommender", "ItemKNNRecommender", "MODELS", "PopularityRecommender", "RandomRecommender", "Recommender",
+    "HybridRecommender", "ItemKNNRecommender", "MODELS", "NewStartRecommender", "PopularityRecommender", "RandomRecommender", "Recommender",
     "build_model", "load_model", "register_model",
 ]

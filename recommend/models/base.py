@@ -188,6 +188,15 @@ def _top_n(scores: np.ndarray, ids_out: np.ndarray, values_out: np.ndarray) -> N
     values_out[:, take:] = -np.inf
 
 
+def sorted_positions(sorted_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(positions, found)``: where each of ``ids`` sits in the sorted array ``sorted_ids``, and whether it is there
+    (positions of absent ids are meaningless)."""
+    positions = np.searchsorted(sorted_ids, ids)
+    found = positions < len(sorted_ids)
+    found[found] = sorted_ids[positions[found]] == np.asarray(ids)[found]
+    return positions, found
+
+
 def _empty_ranking(n_rows: int, N: int) -> tuple[np.ndarray, np.ndarray]:
     return np.empty((n_rows, N), dtype=np.int32), np.empty((n_rows, N), dtype=np.float32)
 

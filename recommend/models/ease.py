@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from recommend.models.base import Recommender, register_model
+from recommend.models.base import Recommender, register_model, sorted_positions
 from recommend.models.knn import _top_contributions
 
 
@@ -51,23 +51,27 @@ class EASERecommender(Recommender):
 
     def item_similarity(self, item_ids: np.ndarray) -> np.ndarray:
         """Row i: the weight of item i in predicting each item (B[i, :])."""
-        local = np.searchsorted(self.active, item_ids)
-        found = (local < len(self.active)) & (self.active[np.minimum(local, len(self.active) - 1)] == item_ids)
+        local, found = sorted_positions(self.active, item_ids)
         rows = np.zeros((len(item_ids), len(self.active)), dtype=np.float32)
         rows[found] = self.B[local[found]]
         return self._full_columns(rows)
 
     def explain(self, user_id: int, user_items: sp.csr_matrix, item_id: int, N: int = 5) -> list[tuple[int, float]]:
-        position = np.searchsorted(self.active, item_id)
-        if position >= len(self.active) or self.active[position] != item_id:
-            return []
-        row = user_items[user_id]
-        local = np.searchsorted(self.active, row.indices)
-        contributions = row.data * self.B[local, position]
-        return _top_contributions(row.indices, contributions, N)
+        return linear_explanation(user_items[user_id], self.active, self.active, self.B, item_id, N)
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"active": self.active, "B": self.B}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.active, self.B = arrays["active"], arrays["B"]
+
+
+def linear_explanation(row: sp.csr_matrix, inputs: np.ndarray, outputs: np.ndarray, weights: np.ndarray, item_id: int,
+                       N: int) -> list[tuple[int, float]]:
+    """The top contributions ``value * weights[input, output]`` of one patient's past items (``row``) to
+    ``item_id``'s score in a linear model (inputs: item columns of the weight rows, outputs: of its columns)."""
+    (position,), (is_output,) = sorted_positions(outputs, np.array([item_id]))
+    if not is_output:
+        return []
+    local, found = sorted_positions(inputs, row.indices)
+    return _top_contributions(row.indices[found], row.data[found] * weights[local[found], position], N)

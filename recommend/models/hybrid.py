@@ -56,11 +56,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from recommend.interactions import Weighting, build_interactions
 from recommend.metrics import ranking_metrics
 from recommend.models.base import FitContext, Recommender, _empty_ranking, _top_n, register_model
 from recommend.models.content import ContentRecommender
-from recommend.splits import excluded_items, make_split, task_targets
+from recommend.models.inner import InnerFold, inner_folds
 
 ALPHAS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
 COLD_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 10.0)
@@ -68,7 +67,6 @@ PROPAGATIONS = (0.0, 0.5, 1.0)
 PRIORS = (0.0, 1.0)
 TUNE_K = 10
 TUNE_USERS = 5000  # inner-validation patients scored per candidate, at most
-TIME_CUTOFFS = ("cutoff", "validation_cutoff")  # dates of the outer split: past the end of an inner history
 CONTENT_HISTORY = ("binary", "weighted")
 UNTUNED = "set alpha, cold_weight, propagation and prior and give one behavior model to fit without tuning"
 
@@ -77,32 +75,6 @@ def _scale_rows(scores: np.ndarray, columns: np.ndarray) -> np.ndarray:
     """Divide each row by its largest absolute value over ``columns`` (rows that are all 0 stay 0)."""
     scale = np.abs(scores[:, columns]).max(axis=1, keepdims=True) if columns.any() else np.zeros((len(scores), 1))
     return scores / np.where(scale > 0, scale, 1.0)
-
-
-def holdout(user_items: sp.csr_matrix, share: float, seed: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """(kept, held out): per patient with >= 2 items, a random ``share`` of them (at least 1) held out."""
-    rng = np.random.default_rng(seed)
-    coo = user_items.tocoo()
-    held = np.zeros(coo.nnz, dtype=bool)
-    counts = np.diff(user_items.indptr)
-    for user in np.flatnonzero(counts >= 2):
-        start = user_items.indptr[user]
-        take = max(1, int(share * counts[user]))
-        held[start + rng.choice(counts[user], take, replace=False)] = True
-    shape = user_items.shape
-    kept = sp.csr_matrix((coo.data[~held], (coo.row[~held], coo.col[~held])), shape=shape)
-    out = sp.csr_matrix((np.ones(held.sum(), dtype=np.float32), (coo.row[held], coo.col[held])), shape=shape)
-    return kept, out
-
-
-@dataclass(frozen=True)
-class InnerFold:
-    """A validation fold inside the training data: its matrix, the patients scored, their targets and exclusions."""
-
-    matrix: sp.csr_matrix
-    rows: np.ndarray
-    truth: sp.csr_matrix
-    exclude: sp.csr_matrix
 
 
 @dataclass
@@ -120,41 +92,6 @@ class _PreparedFold:
     cold_truth: sp.csr_matrix
     cold_tops: dict[int, tuple[np.ndarray, np.ndarray]]  # cold-form index -> cold ranking, forms without p
     tied_top: tuple[np.ndarray, np.ndarray]             # the cold part at weight 0: all tied
-
-
-def inner_folds(context: FitContext | None, user_items: sp.csr_matrix, share: float, seed: int,
-                repeats: int) -> list[InnerFold]:
-    """The run's split applied to the context's events (see the module docstring); no split: a matrix holdout.
-
-    Random inner splits (cold_items, the holdout) are drawn ``repeats`` times (seeds ``seed``, ``seed + 1``, ...):
-    which drugs are held out sways a single fold's verdict. Time and leave-last splits are drawn once.
-    """
-    if context is None or context.split is None:
-        folds = []
-        for repeat in range(repeats):
-            kept, held = holdout(user_items, share, seed + repeat)
-            rows = np.flatnonzero(held.getnnz(axis=1) > 0)
-            folds.append(InnerFold(kept, rows, held[rows], kept[rows]))
-        return folds
-    from recommend.evaluate import pair_matrix  # evaluate imports the models package, which imports this module
-
-    spec = {k: v for k, v in context.split.items() if k not in TIME_CUTOFFS}
-    random = spec["name"] == "cold_items"
-    events = context.events.drop("reference", strict=False)  # the outer split's; leave_last would join on it
-    folds = []
-    for repeat in range(repeats if random else 1):
-        try:
-            fold = make_split(events, spec | ({"seed": spec.get("seed", 0) + repeat} if random else {}))["test"]
-        except ValueError as error:
-            raise ValueError(f"hybrid: cannot tune on an inner {spec['name']!r} fold of the training history "
-                             f"({context.events.height} events): {error}; {UNTUNED}") from error
-        train = build_interactions(fold.history, context.users, context.items["item"],
-                                   context.weighting or Weighting())
-        targets = task_targets(fold, "new")
-        persons = targets["person_id"].unique().sort()
-        folds.append(InnerFold(train.matrix, train.rows(persons), pair_matrix(targets, persons, train),
-                               pair_matrix(excluded_items(fold, "history"), persons, train)))
-    return folds
 
 
 def _top_columns(scores: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -250,7 +187,7 @@ class HybridRecommender(Recommender):
         self.fitted = {k: v for k, v in fixed.items() if v is not None} | {"behavior": 0}
         if None in fixed.values() or len(self.behavior_specs) > 1:
             self.fitted = self._tune(inner_folds(self.context, user_items, self.validation_share, self.seed,
-                                                 self.repeats))
+                                                 self.repeats, owner="hybrid", remedy=UNTUNED))
         self.warm, self.usage_prior = user_items.getnnz(axis=0) > 0, self._usage_prior(user_items)
         self.behavior = self._behavior(self.behavior_spec).fit(user_items)
         self.n_items = user_items.shape[1]
