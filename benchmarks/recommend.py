@@ -80,7 +80,7 @@ from recommend.interactions import Interactions, Weighting, build_interactions  
 from recommend.mapping import DrugCatalog, map_events  # noqa: E402
 from recommend.models import build_model  # noqa: E402
 from recommend.run import fit_fold  # noqa: E402
-from recommend.simulate import SIDECAR, cached_cohort  # noqa: E402
+from recommend.simulate import SIDECAR, cached_cohort, cohort_settings  # noqa: E402
 from recommend.splits import Fold, make_split  # noqa: E402
 
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "recommend.json"
@@ -357,7 +357,7 @@ def merge_results(paths: Sequence[Path]) -> dict[str, Any]:
         merged["ingest"].extend(part.get("ingest", []))
         merged["als_overhead"].update(part.get("als_overhead", {}))
         for name, cohort in part.get("synthetic_cohort_parameters", {}).items():
-            if merged["synthetic_cohort_parameters"].setdefault(name, cohort) != cohort:
+            if cohort_settings(merged["synthetic_cohort_parameters"].setdefault(name, cohort)) != cohort_settings(cohort):
                 raise ValueError(f"{path}: its {name} cohort was simulated with other parameters than the first file's")
         for name, rows in part.get("quality", {}).items():
             table = merged["quality"].setdefault(name, [])

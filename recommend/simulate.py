@@ -608,17 +608,18 @@ def write_synthetic(
     return paths
 
 
+def cohort_settings(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters that define a cohort: ``params`` without where it is written (``out_dir``, ``hydra``)."""
+    return {k: v for k, v in params.items() if k not in ("out_dir", "hydra")}
+
+
 def cached_cohort(out_dir: str | Path, params: Mapping[str, Any], drugs: pl.DataFrame | None = None) -> Path:
     """The DRUG_EXPOSURE file of the cohort of ``params`` in ``out_dir``, simulated there unless the folder already
     holds exactly that cohort (its sidecar's parameters, ``out_dir`` aside): a folder made with other settings or
     older defaults is simulated anew, never reused. ``drugs``: the catalog (default: the shipped one)."""
     out_dir = Path(out_dir)
     sidecar = out_dir / SIDECAR
-
-    def settings(values: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in values.items() if k not in ("out_dir", "hydra")}
-
-    if not sidecar.is_file() or settings(json.loads(sidecar.read_text())["parameters"]) != settings(params):
+    if not sidecar.is_file() or cohort_settings(json.loads(sidecar.read_text())["parameters"]) != cohort_settings(params):
         write_synthetic(simulate_chunks(params, load_dataset("drugs") if drugs is None else drugs), out_dir, params)
     return out_dir / FILES["drug_exposure"]
 

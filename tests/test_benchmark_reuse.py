@@ -43,12 +43,13 @@ def test_results_of_runs_that_split_the_models_merge_into_one_table(tmp_path):
 
     row = lambda model, ndcg: {"model": model, "task": "new", "ndcg@10": ndcg}  # noqa: E731
     first = results("a.json", [row("popularity", 0.2), row("ease", 0.25)], {"seed": 0})
-    second = results("b.json", [row("als", 0.3)], {"seed": 0})
-    merged = merge_results([first, second])
-    assert [r["model"] for r in merged["quality"]["sim"]] == ["popularity", "ease", "als"]
+    second = results("b.json", [row("als", 0.3), row("newstart", 0.32)], {"seed": 0, "out_dir": "/elsewhere"})
+    merged = merge_results([first, second])  # the same cohort written to another folder
+    assert [r["model"] for r in merged["quality"]["sim"]] == ["popularity", "ease", "als", "newstart"]
     assert merged["ratios"]["sim: best(ALS, EASE) / popularity, test NDCG@10 task b"]["ratio"] == 1.5
+    assert merged["ratios"]["sim: best model / popularity, test NDCG@10 task b"]["best"] == "newstart"
     assert set(merged["runs"]) == {str(first), str(second)}
-    with pytest.raises(ValueError, match=r"measures \[\('als', 'new'\)\] again"):
+    with pytest.raises(ValueError, match=r"measures \[\('als', 'new'\), \('newstart', 'new'\)\] again"):
         merge_results([second, second])
     with pytest.raises(ValueError, match="simulated with other parameters"):
         merge_results([first, results("c.json", [row("als", 0.3)], {"seed": 1})])
