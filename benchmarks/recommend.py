@@ -27,15 +27,13 @@ SYNTHETIC cohort of ``recommend.simulate`` (``--sim-patients``, generated into
    ``--eval-patients N`` ranks a seeded sample of at most N patients per task and fold (the same
    patients for every model), for the 1M cohort where ranking everyone dominates the cost.
    Target on the synthetic data: tuned ALS or EASE >= 1.3x popularity, NDCG@10, task (b).
-   Why it is not met (analysis of issue 5): 79% of the task-(b) targets of the calibrated
-   100k cohort are acute courses (antibiotics, analgesics; 75% before the calibration, when
-   they were drawn independently of the patient's history). The frailty and comorbidity
-   loading make who has the next course predictable, not which drug of the class (drawn by
-   within-class popularity), so popularity stays close to the best ranking: tuned EASE
-   1.06x on the calibrated cohort, 1.006x before. Before the calibration, even an oracle
-   ranking every true within-class switch first (the predictable part) reached only about
-   1.24x popularity; on Eunomia recency-weighted popularity captures Synthea's prescribing
-   drift over decades and wins.
+   Why it is not met (analysis of issue 5; ``benchmarks/recommend_ceiling.py``): 80% of the task-(b)
+   targets of the calibrated 100k cohort are acute courses, whose drug the simulator draws by
+   within-class popularity, the same for every patient: every model's recall on them equals
+   popularity's. The rest are chronic starts; an oracle knowing every switch and add-on exactly
+   (the part history hints at) reaches 1.29x popularity, the best models 1.07-1.08x (GRU,
+   newstart; EASE 1.06x). On Eunomia recency-weighted popularity captures Synthea's prescribing
+   drift over decades; only newstart beats it (1.015x).
 
 Run (from the repo root; ``--quick`` for a small smoke run)::
 
