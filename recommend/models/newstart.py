@@ -27,8 +27,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommend.models.base import FitContext, Recommender, register_model, sorted_positions
-from recommend.models.inner import inner_folds
 from recommend.models.ease import linear_explanation
+from recommend.models.inner import inner_folds
 
 # the inner fold is time_split's test fold; its validation fold goes unused, so its cutoff only has to come earlier
 DEFAULT_SPLIT = {"name": "time", "quantile": 0.8, "validation_quantile": 0.4}
