@@ -145,3 +145,12 @@ def test_top_n_breaks_ties_by_index_on_a_large_catalog():
     assert ids[1].tolist() == [7, 399, 0, 1, 2, 4, 5, 6, 8, 9] and values[1, :3].tolist() == [1.0, 1.0, 0.0]
     assert ids[2].tolist() == list(range(399, 389, -1))
     assert ids[3].tolist() == [107, 106, 105, 104, 103, 102, 101, 100, 5, 50]
+
+
+def test_ease_explains_only_past_items_it_was_trained_on():
+    model = _model("ease")  # item 5 is never taken in X: not among EASE's active items
+    row = sp.csr_matrix(np.array([[1, 0, 0, 0, 0, 1]], dtype=np.float32))
+    contributions = model.explain(0, row, 1, N=5)
+    assert [item for item, _ in contributions] == [0]
+    assert contributions[0][1] == pytest.approx(float(model.B[0, 1]))
+    assert model.explain(0, row, 5) == []  # and an untrained item has no explanation
