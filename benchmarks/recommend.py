@@ -355,7 +355,8 @@ def merge_results(paths: Sequence[Path]) -> dict[str, Any]:
         merged["ingest"].extend(part.get("ingest", []))
         merged["als_overhead"].update(part.get("als_overhead", {}))
         for name, cohort in part.get("synthetic_cohort_parameters", {}).items():
-            if cohort_settings(merged["synthetic_cohort_parameters"].setdefault(name, cohort)) != cohort_settings(cohort):
+            first = merged["synthetic_cohort_parameters"].setdefault(name, cohort)
+            if cohort_settings(first) != cohort_settings(cohort):
                 raise ValueError(f"{path}: its {name} cohort was simulated with other parameters than the first file's")
         for name, rows in part.get("quality", {}).items():
             table = merged["quality"].setdefault(name, [])

@@ -48,7 +48,8 @@ from benchmarks.featurize import _git_commit, _machine  # noqa: E402
 from benchmarks.recommend import _compose, compose_cfg, prepare, simulated  # noqa: E402
 from featurestore.io import write_json_atomic  # noqa: E402
 from recommend.interactions import Interactions, Weighting, build_interactions, pair_matrix  # noqa: E402
-from recommend.metrics import ranking_metrics  # noqa: E402
+from recommend.metrics import hits_matrix, ranking_metrics  # noqa: E402
+from recommend.models.base import _empty_ranking, _top_n  # noqa: E402
 from recommend.run import fit_fold  # noqa: E402
 from recommend.splits import Fold, excluded_items, task_targets  # noqa: E402
 
@@ -59,6 +60,7 @@ FEMALE = 8532  # OMOP gender concept
 def target_kinds(root: Path, fold: Fold, targets: pl.DataFrame, items: pl.DataFrame,
                  acute_concepts: list[int]) -> pl.DataFrame:
     """``targets`` (person_id, item) with ``kind``: acute, switch, addon or first (see the module docstring)."""
+    reference = fold.future["reference"][0]
     exposures = pl.read_parquet(root / "drug_exposure_synthetic.parquet",
                                 columns=["person_id", "drug_source_value", "drug_exposure_start_date",
                                          "indication_condition_occurrence_id"])
@@ -67,7 +69,7 @@ def target_kinds(root: Path, fold: Fold, targets: pl.DataFrame, items: pl.DataFr
     indicated = (exposures.join(conditions, left_on="indication_condition_occurrence_id",
                                 right_on="condition_occurrence_id")
                  .select("person_id", pl.col("drug_source_value").alias("item"), "condition_concept_id",
-                         after=pl.col("drug_exposure_start_date").cast(pl.Datetime("us")) >= fold.future["reference"][0])
+                         after=pl.col("drug_exposure_start_date").cast(pl.Datetime("us")) >= reference)
                  .unique()
                  .join(items.select("item", atc4=pl.col("atc").str.slice(0, 5)), on="item", how="left"))
     future = indicated.filter("after").join(targets, on=["person_id", "item"], how="semi")
@@ -87,20 +89,18 @@ def target_kinds(root: Path, fold: Fold, targets: pl.DataFrame, items: pl.DataFr
 
 
 def top10(scores: np.ndarray, excluded: np.ndarray) -> np.ndarray:
-    """Top-10 columns per row of ``scores`` (excluded cells never ranked; ties: lower column first)."""
-    masked = np.where(excluded, -np.inf, scores)
-    order = np.argsort(-masked, axis=1, kind="stable")[:, :10]
-    return np.where(np.take_along_axis(masked, order, axis=1) > -np.inf, order, -1)
+    """Top-10 columns per row as the models rank them (``_top_n``: excluded cells never ranked, ties: lower column)."""
+    ids, values = _empty_ranking(len(scores), 10)
+    _top_n(np.where(excluded, -np.inf, scores).astype(np.float32), ids, values)
+    return ids
 
 
-def quality(ids: np.ndarray, truth: sp.csr_matrix, by_kind: dict[str, np.ndarray]) -> dict[str, float]:
+def quality(ids: np.ndarray, truth: sp.csr_matrix, by_kind: dict[str, sp.csr_matrix]) -> dict[str, float]:
     """NDCG@10, and recall@10 over the acute and the chronic targets (pooled over patients)."""
-    hit = np.zeros(truth.shape, dtype=bool)
-    np.put_along_axis(hit, np.maximum(ids, 0), ids >= 0, axis=1)
-    chronic = by_kind["switch"] | by_kind["addon"] | by_kind["first"]
+    chronic = by_kind["switch"] + by_kind["addon"] + by_kind["first"]  # disjoint: one kind per target
     return {"ndcg@10": ranking_metrics(ids, truth, [10])["ndcg@10"],
-            "recall@10 acute": float((hit & by_kind["acute"]).sum() / max(1, by_kind["acute"].sum())),
-            "recall@10 chronic": float((hit & chronic).sum() / max(1, chronic.sum()))}
+            "recall@10 acute": float(hits_matrix(ids, by_kind["acute"]).sum() / max(1, by_kind["acute"].nnz)),
+            "recall@10 chronic": float(hits_matrix(ids, chronic).sum() / max(1, chronic.nnz))}
 
 
 def tuned_points(path: Path, dataset: str, models: list[str] | None) -> list[dict[str, Any]]:
@@ -124,7 +124,7 @@ def ceiling(n_patients: int, sim_root: Path, tuned: Path, tuned_dataset: str | N
     rows = train.rows(persons)
     truth = pair_matrix(targets, persons, train)
     excluded = pair_matrix(excluded_items(fold, "history"), persons, train).toarray() > 0
-    by_kind = {k: pair_matrix(targets.filter(pl.col("kind") == k), persons, train).toarray() > 0 for k in KINDS}
+    by_kind = {k: pair_matrix(targets.filter(pl.col("kind") == k), persons, train) for k in KINDS}
 
     popularity = np.asarray(train.matrix.getnnz(axis=0), dtype=np.float64)
     person = pl.read_parquet(root / "person_synthetic.parquet", columns=["person_id", "gender_concept_id"])
@@ -139,7 +139,7 @@ def ceiling(n_patients: int, sim_root: Path, tuned: Path, tuned_dataset: str | N
     oracles = {"switch": ("switch",), "add-on": ("addon",), "switch + add-on": ("switch", "addon"),
                "first": ("first",), "all chronic": ("switch", "addon", "first"), "acute": ("acute",)}
     for name, kinds in oracles.items():
-        known = np.logical_or.reduce([by_kind[k] for k in kinds])
+        known = sum(by_kind[k] for k in kinds).toarray() > 0
         rankings[f"oracle: {name}"] = popularity + first * known
     results = {name: quality(top10(scores, excluded), truth, by_kind) for name, scores in rankings.items()}
     for point in tuned_points(tuned, tuned_dataset or f"sim{n_patients}", models):
@@ -148,7 +148,8 @@ def ceiling(n_patients: int, sim_root: Path, tuned: Path, tuned_dataset: str | N
                                     Weighting(**point["weighting"]))
         scores = model.score(rows, matrix.matrix[rows])
         results[f"{point['model']} (tuned)"] = quality(top10(scores, excluded), truth, by_kind) | {
-            "params": point["params"], "weighting": point["weighting"], "seconds": round(time.perf_counter() - start, 1)}
+            "params": point["params"], "weighting": point["weighting"],
+            "seconds": round(time.perf_counter() - start, 1)}
     base = results["popularity"]["ndcg@10"]
     for row in results.values():
         row["x popularity"] = round(row["ndcg@10"] / base, 3)
@@ -161,7 +162,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sim-patients", type=int, default=100_000)
     parser.add_argument("--sim-root", type=Path, default=REPO / "outputs" / "simulate")
-    parser.add_argument("--tuned", type=Path, default=REPO / "benchmarks" / "results" / "recommend_grid12_calibrated.json",
+    parser.add_argument("--tuned", type=Path,
+                        default=REPO / "benchmarks" / "results" / "recommend_grid12_calibrated.json",
                         help="results of benchmarks/recommend.py on the same cohort: the tuned models' best points")
     parser.add_argument("--tuned-dataset", default=None, help="data set of --tuned (default: sim<patients>)")
     parser.add_argument("--models", nargs="*", default=None, help="models of --tuned to rank (default: all)")

@@ -619,7 +619,8 @@ def cached_cohort(out_dir: str | Path, params: Mapping[str, Any], drugs: pl.Data
     older defaults is simulated anew, never reused. ``drugs``: the catalog (default: the shipped one)."""
     out_dir = Path(out_dir)
     sidecar = out_dir / SIDECAR
-    if not sidecar.is_file() or cohort_settings(json.loads(sidecar.read_text())["parameters"]) != cohort_settings(params):
+    stored = json.loads(sidecar.read_text())["parameters"] if sidecar.is_file() else None
+    if stored is None or cohort_settings(stored) != cohort_settings(params):
         write_synthetic(simulate_chunks(params, load_dataset("drugs") if drugs is None else drugs), out_dir, params)
     return out_dir / FILES["drug_exposure"]
 

@@ -29,6 +29,7 @@ def build_model(spec: Mapping[str, Any]) -> Recommender:
 
 __all__ = [
     "ALSRecommender", "BPRRecommender", "ContentRecommender", "EASERecommender", "GRURecommender",
-    "HybridRecommender", "ItemKNNRecommender", "MODELS", "NewStartRecommender", "PopularityRecommender", "RandomRecommender", "Recommender",
+    "HybridRecommender", "ItemKNNRecommender", "MODELS", "NewStartRecommender", "PopularityRecommender",
+    "RandomRecommender", "Recommender",
     "build_model", "load_model", "register_model",
 ]
