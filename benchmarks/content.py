@@ -90,8 +90,8 @@ def _compose(config: str, overrides: list[str]) -> DictConfig:
 def simulated_usage(n_patients: int) -> list[str]:
     """Overrides pointing ``usage=simulated`` at a SYNTHETIC cohort of ``n_patients`` (simulated once per settings)."""
     params = OmegaConf.to_container(_compose("simulate", [f"n_patients={n_patients}", "seed=0"]), resolve=True)
-    exposures = cached_cohort(REPO / ".cache" / "benchmarks" / f"synthetic_n{n_patients}_seed0", params)
-    return ["usage=simulated", f"usage.tables.drug_exposure.path={exposures}"]
+    cohort = cached_cohort(REPO / ".cache" / "benchmarks" / f"synthetic_n{n_patients}_seed0", params)
+    return ["usage=simulated", f"usage.cohort={cohort}"]
 
 
 Variant = tuple[str, dict[str, Any], bool, bool]  # label, spec overrides, tuned on the run's split?, tuned weighting?

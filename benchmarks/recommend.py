@@ -77,6 +77,7 @@ from recommend.ingest import load_usage  # noqa: E402
 from recommend.interactions import Interactions, Weighting, build_interactions  # noqa: E402
 from recommend.mapping import DrugCatalog, map_events  # noqa: E402
 from recommend.models import build_model  # noqa: E402
+from recommend.patients import Patients  # noqa: E402
 from recommend.run import fit_fold  # noqa: E402
 from recommend.simulate import SIDECAR, cached_cohort, cohort_settings  # noqa: E402
 from recommend.splits import Fold, make_split  # noqa: E402
@@ -107,6 +108,10 @@ GRIDS: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
             for f in (32, 128) for lr in (0.01, 0.05) for r in (0.001, 0.01, 0.1)],
     "ease": [({"l2": l2}, w) for w in WEIGHTINGS for l2 in (100.0, 1000.0, 10000.0)],
     "newstart": [({"l2": l2}, w) for w in WEIGHTINGS for l2 in (100.0, 1000.0, 10000.0)],
+    # newstart with the patient's sex, age band and past diagnoses (PERSON, CONDITION_OCCURRENCE): the same grid
+    # (a key that is not a recommender's name names it in its params)
+    "newstart_patients": [({"name": "newstart", "l2": l2, "covariates": ["sex", "age", "conditions"]}, w)
+                          for w in WEIGHTINGS for l2 in (100.0, 1000.0, 10000.0)],
     "gru": [({"hidden": h, "new_only": n, "dropout": d, "epochs": 3}, {"scheme": "binary"})
             for h in (64, 128) for n in (False, True) for d in (0.0, 0.2, 0.5)],
 }
@@ -118,16 +123,17 @@ def _compose(config: str, overrides: Sequence[str]) -> Any:
         return compose(config, overrides=list(overrides))
 
 
-def compose_cfg(usage: str, drug_exposure: Path | None = None) -> Any:
-    """The recommend app's config for a data set (its usage, split and evaluation settings)."""
+def compose_cfg(usage: str, cohort: Path | None = None) -> Any:
+    """The recommend app's config for a data set (its usage, split and evaluation settings); ``cohort``: the folder
+    of a synthetic cohort (``usage=simulated``)."""
     overrides = [f"usage={usage}"]
-    if drug_exposure is not None:
-        overrides.append(f"usage.tables.drug_exposure.path={drug_exposure}")
+    if cohort is not None:
+        overrides.append(f"usage.cohort={cohort}")
     return _compose("recommend", overrides)
 
 
 def simulated(n_patients: int, root: Path, seed: int = 0, overrides: Sequence[str] = ()) -> Path:
-    """The synthetic cohort's DRUG_EXPOSURE file (``recommend.simulate`` with Hydra ``overrides`` of its config, which
+    """The synthetic cohort's folder (``recommend.simulate`` with Hydra ``overrides`` of its config, which
     name the folder too), simulated unless the folder holds exactly this cohort (``cached_cohort``)."""
     params = OmegaConf.to_container(_compose("simulate", [f"n_patients={n_patients}", f"seed={seed}", *overrides]),
                                     resolve=True)
@@ -135,26 +141,26 @@ def simulated(n_patients: int, root: Path, seed: int = 0, overrides: Sequence[st
 
 
 def datasets(args: argparse.Namespace) -> dict[str, tuple[str, Path | None]]:
-    """name -> (usage config, drug_exposure override)."""
+    """name -> (usage config, synthetic cohort folder or None)."""
     out: dict[str, tuple[str, Path | None]] = {"eunomia": ("eunomia", None)}
     for n in args.sim_patients:
         out[f"sim{n}"] = ("simulated", simulated(n, args.sim_root, overrides=args.sim_override))
     return out
 
 
-def prepare(cfg: Any) -> tuple[pl.DataFrame, pl.Series, dict[str, Fold]]:
-    """Catalog items, matrix users and folds, exactly as ``recommend.run`` builds them."""
+def prepare(cfg: Any) -> tuple[pl.DataFrame, pl.Series, dict[str, Fold], Patients]:
+    """Catalog items, matrix users, folds and patients (PERSON, diagnoses), exactly as ``recommend.run`` builds them."""
     usage = load_usage(OmegaConf.to_container(cfg.usage, resolve=True))
     catalog = DrugCatalog(load_dataset("drugs"), aliases=cfg.catalog.aliases)
     events, _ = map_events(usage.events, usage.item_kind, catalog, cfg.catalog.granularity, usage.vocabulary)
     folds = make_split(events, OmegaConf.to_container(cfg.usage_split, resolve=True))
-    return catalog.items(cfg.catalog.granularity), events["person_id"].unique().sort(), folds
+    return catalog.items(cfg.catalog.granularity), events["person_id"].unique().sort(), folds, usage.patients
 
 
 # ---------------------------------------------------------------------------------- 1. ingest
-def ingest_worker(usage: str, drug_exposure: str | None) -> dict[str, Any]:
+def ingest_worker(usage: str, cohort: str | None) -> dict[str, Any]:
     """Stage times and peak RSS in this (fresh) process; printed as JSON by ``--ingest-worker``."""
-    cfg = compose_cfg(usage, Path(drug_exposure) if drug_exposure else None)
+    cfg = compose_cfg(usage, Path(cohort) if cohort else None)
     baseline = _vm_hwm_mib()  # the interpreter with its imports (torch, polars, implicit), before any stage
     stages: list[dict[str, Any]] = []
     state: dict[str, Any] = {}
@@ -179,8 +185,8 @@ def ingest_worker(usage: str, drug_exposure: str | None) -> dict[str, Any]:
             "peak_rss_mib": max(s["peak_rss_mib"] or 0 for s in stages), "baseline_rss_mib": baseline}
 
 
-def measure_ingest(name: str, usage: str, drug_exposure: Path | None) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--ingest-worker", usage, str(drug_exposure or "")]
+def measure_ingest(name: str, usage: str, cohort: Path | None) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--ingest-worker", usage, str(cohort or "")]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
     return {"dataset": name, **json.loads(done.stdout.strip().splitlines()[-1])}
 
@@ -225,8 +231,8 @@ class FoldCache:
     """A data set's folds: fit and evaluate models on them (``recommend.run.fit_fold``), matrices for timing."""
 
     def __init__(self, items: pl.DataFrame, users: pl.Series, folds: Mapping[str, Fold],
-                 eval_patients: int | None = None, seed: int = 0) -> None:
-        self.items, self.users, self.folds = items, users, folds
+                 eval_patients: int | None = None, seed: int = 0, patients: Patients | None = None) -> None:
+        self.items, self.users, self.folds, self.patients = items, users, folds, patients
         self.eval_patients, self.seed = eval_patients, seed  # every model ranks the same sample
         self._matrices: dict[tuple[str, str], Interactions] = {}
 
@@ -240,7 +246,7 @@ class FoldCache:
     def evaluate(self, name: str, params: Mapping[str, Any], weighting: Mapping[str, Any], fold: str,
                  tasks: Mapping[str, Any]) -> tuple[dict[str, Any], float]:
         model, train, fit_seconds = fit_fold({"name": name, **params}, self.folds[fold], self.items, self.users,
-                                             Weighting(**weighting))
+                                             Weighting(**weighting), patients=self.patients)
         metrics = evaluate_fold(model, train, self.folds[fold], tasks, KS, mrr_depth=max(KS),
                                 max_patients=self.eval_patients, seed=self.seed)
         return metrics, fit_seconds
@@ -312,10 +318,10 @@ def print_tables(result: Mapping[str, Any]) -> None:
               f"{row['ratio']:6.2f} {row['top10_agreement']:10.3f}")
     for name, rows in result["quality"].items():
         print(f"\n== {name}: test metrics of each model tuned on validation (task a: all, b: new drugs) ==")
-        print(f"{'model':11s} {'task':4s} {'ndcg@10':>8s} {'recall@20':>9s} {'cov@10':>7s} {'val ndcg':>8s} "
+        print(f"{'model':17s} {'task':4s} {'ndcg@10':>8s} {'recall@20':>9s} {'cov@10':>7s} {'val ndcg':>8s} "
               f"{'fit s':>7s}  best point")
         for row in rows:
-            print(f"{row['model']:11s} {row['task']:4s} {_fmt(row['ndcg@10'])} {_fmt(row['recall@20']):>9s} "
+            print(f"{row['model']:17s} {row['task']:4s} {_fmt(row['ndcg@10'])} {_fmt(row['recall@20']):>9s} "
                   f"{_fmt(row['coverage@10']):>7s} {_fmt(row['validation_ndcg@10']):>8s} {row['fit_seconds']:7.2f}  "
                   f"{json.dumps(row['params'])} {row['weighting']}")
     for name, ratio in result["ratios"].items():
@@ -393,7 +399,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="RESULTS",
                         help="only merge these results files (runs that split the models) into --out, and print it")
-    parser.add_argument("--ingest-worker", nargs=2, metavar=("USAGE", "DRUG_EXPOSURE"), help=argparse.SUPPRESS)
+    parser.add_argument("--ingest-worker", nargs=2, metavar=("USAGE", "COHORT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.merge:
         result = merge_results(args.merge)
@@ -406,7 +412,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.quick:
         args.sim_patients, args.grid = [10_000], 2
     data = datasets(args)
-    cohorts = {name: json.loads((path.parent / SIDECAR).read_text())["parameters"]  # what made each cohort
+    cohorts = {name: json.loads((path / SIDECAR).read_text())["parameters"]  # what made each cohort
                for name, (_, path) in data.items() if path is not None}
     quality_on = args.quality_on or ["eunomia", *[f"sim{n}" for n in sorted(args.sim_patients)[:1]]]
     result: dict[str, Any] = {
@@ -425,8 +431,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if "als" in args.skip and not quality:
             continue
         cfg = compose_cfg(usage, path)
-        items, users, folds = prepare(cfg)
-        cache = FoldCache(items, users, folds, args.eval_patients, args.seed)
+        items, users, folds, patients = prepare(cfg)
+        cache = FoldCache(items, users, folds, args.eval_patients, args.seed, patients)
         if "als" not in args.skip:
             result["als_overhead"][name] = als_overhead(cache.matrix("test", {"scheme": "binary"}), args.als_factors,
                                                         args.als_iterations, args.threads, args.repeats)

@@ -114,8 +114,8 @@ def tuned_points(path: Path, dataset: str, models: list[str] | None) -> list[dic
 
 def ceiling(n_patients: int, sim_root: Path, tuned: Path, tuned_dataset: str | None,
             models: list[str] | None) -> dict[str, Any]:
-    root = simulated(n_patients, sim_root).parent
-    items, users, folds = prepare(compose_cfg("simulated", root / "drug_exposure_synthetic.parquet"))
+    root = simulated(n_patients, sim_root)
+    items, users, folds, patients = prepare(compose_cfg("simulated", root))
     fold = folds["test"]
     train: Interactions = build_interactions(fold.history, users, items["item"], progress=False)
     acute_concepts = [c["concept_id"] for c in OmegaConf.to_container(_compose("simulate", []).acute).values()]
@@ -127,8 +127,7 @@ def ceiling(n_patients: int, sim_root: Path, tuned: Path, tuned_dataset: str | N
     by_kind = {k: pair_matrix(targets.filter(pl.col("kind") == k), persons, train) for k in KINDS}
 
     popularity = np.asarray(train.matrix.getnnz(axis=0), dtype=np.float64)
-    person = pl.read_parquet(root / "person_synthetic.parquet", columns=["person_id", "gender_concept_id"])
-    female = (pl.DataFrame({"person_id": users}).join(person, on="person_id", how="left")["gender_concept_id"]
+    female = (pl.DataFrame({"person_id": users}).join(patients.persons, on="person_id", how="left")["gender_concept_id"]
               == FEMALE).to_numpy()  # per matrix row
     by_sex = {s: np.asarray(train.matrix[female == s].getnnz(axis=0), dtype=np.float64) for s in (False, True)}
     rankings: dict[str, np.ndarray] = {
@@ -145,7 +144,7 @@ def ceiling(n_patients: int, sim_root: Path, tuned: Path, tuned_dataset: str | N
     for point in tuned_points(tuned, tuned_dataset or f"sim{n_patients}", models):
         start = time.perf_counter()
         model, matrix, _ = fit_fold({"name": point["model"], **point["params"]}, fold, items, users,
-                                    Weighting(**point["weighting"]))
+                                    Weighting(**point["weighting"]), patients=patients)
         scores = model.score(rows, matrix.matrix[rows])
         results[f"{point['model']} (tuned)"] = quality(top10(scores, excluded), truth, by_kind) | {
             "params": point["params"], "weighting": point["weighting"],

@@ -43,7 +43,7 @@ sorted(p.name for p in (work / "cohort").iterdir())
 def run(recommender: str, *overrides: str) -> dict:
     with initialize_config_dir(CONF, version_base="1.3"):
         cfg = compose("recommend", overrides=[
-            "usage=simulated", f"usage.tables.drug_exposure.path={work / 'cohort' / 'drug_exposure_synthetic.parquet'}",
+            "usage=simulated", f"usage.cohort={work / 'cohort'}",
             f"recommender={recommender}", *overrides])
     return run_recommend(cfg, work / recommender, label=recommender)
 

@@ -14,7 +14,7 @@ String), ``start`` and ``end`` (Datetime), ``days_supply`` and ``quantity``
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import polars as pl
 from featurestore.datasets import dataset_path, load_dataset
 from featurestore.io import require_columns
 from recommend.mapping import NDC_SEPARATOR
+from recommend.patients import Patients
 
 DATE_FIELDS = ("start", "end")
 NUMBER_FIELDS = ("days_supply", "quantity")
@@ -72,6 +73,8 @@ class Usage:
     report: IngestReport
     vocabulary: dict[str, pl.DataFrame] = field(default_factory=dict)  # concept, concept_ancestor
     files: list[Path] = field(default_factory=list)
+    patients: Patients = field(default_factory=Patients)  # OMOP PERSON and CONDITION_OCCURRENCE, when given
+    condition_report: IngestReport | None = None
 
 
 def scan_table(path: str | Path) -> pl.LazyFrame:
@@ -235,6 +238,17 @@ def read_omop_conditions(path: str | Path, date_format: str | None = None) -> tu
     return validate_events(scan_table(path), columns, str(path), date_format, integer_ids=True)
 
 
+def with_patients(usage: Usage, person: Path | None, condition_occurrence: Path | None,
+                  date_format: str | None = None) -> Usage:
+    """``usage`` with the PERSON and CONDITION_OCCURRENCE tables read in (each optional) as its ``patients``."""
+    persons = read_omop_person(person) if person else None
+    conditions, report = read_omop_conditions(condition_occurrence, date_format) if condition_occurrence else (None, None)
+    files = [*usage.files, *(Path(p) for p in (person, condition_occurrence) if p)]
+    return replace(usage, patients=Patients(persons, None if conditions is None else
+                                            conditions.select("person_id", "item", "start")),
+                   condition_report=report, files=files)
+
+
 def read_mimic_prescriptions(
     path: str | Path, columns: Mapping[str, str | None] | None = None, date_format: str | None = None,
     ndc: str | None = None,
@@ -287,9 +301,13 @@ def load_usage(spec: Mapping[str, Any]) -> Usage:
     columns = spec.get("columns") or None
     date_format = spec.get("date_format")
     if fmt == "omop":
-        tables = {name: resolve_path(t.get("path"), t.get("dataset")) for name, t in spec["tables"].items() if t}
-        return read_omop(tables["drug_exposure"], tables.get("concept"), tables.get("concept_ancestor"), columns,
-                         date_format, spec.get("item_kind", "omop_concept"))
+        tables = {name: resolve_path(t.get("path"), t.get("dataset")) for name, t in spec["tables"].items()
+                  if t and (t.get("path") or t.get("dataset"))}  # a table left at null is not given
+        if "drug_exposure" not in tables:
+            raise ValueError("usage.tables.drug_exposure: give the OMOP DRUG_EXPOSURE file (path=...)")
+        usage = read_omop(tables["drug_exposure"], tables.get("concept"), tables.get("concept_ancestor"), columns,
+                          date_format, spec.get("item_kind", "omop_concept"))
+        return with_patients(usage, tables.get("person"), tables.get("condition_occurrence"), date_format)
     file = resolve_path(spec.get("path"), spec.get("dataset"))
     if fmt == "mimic":
         return read_mimic_prescriptions(file, columns, date_format, spec.get("ndc"))

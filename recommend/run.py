@@ -7,7 +7,8 @@ catalog items, splits them in time (``usage_split=``), fits the model
 and K), ``recommendations.parquet`` (top-K per patient at the test prediction time,
 with explanations; content and hybrid models add each drug's summary and keywords),
 ``histories.parquet`` (each patient's past drugs at that time), ``report.json`` (ingest, mapping and split report),
-``ingest_errors.parquet`` (every dropped row and why), ``model.npz`` + ``model.json``,
+``ingest_errors.parquet`` (every dropped row and why; ``ingest_condition_errors.parquet`` for
+CONDITION_OCCURRENCE when given), ``model.npz`` + ``model.json``,
 ``users.parquet`` / ``items.parquet`` (the matrix id maps), ``run.json``, the logger's per-fold
 metrics and params (``logger=csv``: ``metrics_log.csv``; ``logger=mlflow``: ``mlflow.db``), and for content and
 hybrid models ``neighbourhood.png`` (structures of the most used drug's nearest drugs).
@@ -43,6 +44,7 @@ from recommend.ingest import load_usage
 from recommend.interactions import Interactions, Weighting, build_interactions, pair_matrix
 from recommend.mapping import DrugCatalog, map_events
 from recommend.models import FitContext, Recommender, build_model
+from recommend.patients import Patients
 from recommend.plots import content_of, write_neighbourhood
 from recommend.safety import InteractionSpec, screen_fold
 from recommend.splits import Fold, excluded_items, make_split
@@ -123,14 +125,17 @@ def split_events(events: pl.DataFrame, spec: dict[str, Any], report_path: Path) 
 
 def fit_fold(
     recommender: Mapping[str, Any], fold: Fold, items: pl.DataFrame, users: pl.Series, weighting: Weighting,
-    progress: bool = False, split: Mapping[str, Any] | None = None,
+    progress: bool = False, split: Mapping[str, Any] | None = None, patients: Patients | None = None,
 ) -> tuple[Recommender, Interactions, float]:
     """Build the fold's history matrix and fit a model on it: ``(model, train, fit seconds)``.
 
-    ``split`` (the run's ``usage_split`` spec) lets self-tuning models (hybrid) mirror it inside the history.
+    ``split`` (the run's ``usage_split`` spec) lets self-tuning models (hybrid, newstart) mirror it inside the
+    history; ``patients`` (PERSON, diagnoses) reach the model cut to the fold's prediction times.
     """
     train = build_interactions(fold.history, users, items["item"], weighting, progress=progress)
-    model = build_model(recommender).with_context(FitContext(items, users, fold.history, split, weighting))
+    context = FitContext(items, users, fold.history, split, weighting,
+                         patients.before(fold.history) if patients is not None else None)
+    model = build_model(recommender).with_context(context)
     start = time.perf_counter()
     model.fit(train.matrix)
     return model, train, time.perf_counter() - start
@@ -147,6 +152,8 @@ def run_recommend(cfg: DictConfig, out_dir: Path, label: str | None = None) -> d
     events, mapping = map_events(usage.events, usage.item_kind, catalog, granularity, usage.vocabulary)
     # Written before the split so that a run failing there still leaves what was read and mapped.
     report: dict[str, Any] = {"ingest": usage.report.to_dict(), "mapping": mapping.to_dict()}
+    if usage.condition_report is not None:
+        report["ingest_conditions"] = usage.condition_report.to_dict()
     write_json_atomic(out_dir / "report.json", report)
     folds = split_events(events, OmegaConf.to_container(cfg.usage_split, resolve=True), out_dir / "report.json")
     items = catalog.items(granularity)
@@ -159,7 +166,8 @@ def run_recommend(cfg: DictConfig, out_dir: Path, label: str | None = None) -> d
     config = OmegaConf.to_container(cfg, resolve=True)
     logger = start_logger(cfg.logger, out_dir, "recommend.run", config)  # params: the model's and the trial's
     for step, (name, fold) in enumerate(folds.items()):
-        model, train, fit_seconds = fit_fold(recommender, fold, items, users, weighting, cfg.progress, split)
+        model, train, fit_seconds = fit_fold(recommender, fold, items, users, weighting, cfg.progress, split,
+                                             usage.patients)
         results = evaluate_fold(model, train, fold, tasks, list(cfg.evaluate.ks), cfg.evaluate.mrr_depth,
                                 cfg.evaluate.max_patients, cfg.seed)
         metrics[name] = {"fit_seconds": round(fit_seconds, 4), "split": fold.info, "tasks": results}
@@ -178,6 +186,8 @@ def run_recommend(cfg: DictConfig, out_dir: Path, label: str | None = None) -> d
     write_parquet_atomic(table, out_dir / "recommendations.parquet")
     write_parquet_atomic(history_table(fold, items), out_dir / "histories.parquet")
     write_parquet_atomic(usage.report.bad_rows, out_dir / "ingest_errors.parquet")
+    if usage.condition_report is not None:
+        write_parquet_atomic(usage.condition_report.bad_rows, out_dir / "ingest_condition_errors.parquet")
     objective = cfg.objective
     value = metrics[objective.fold]["tasks"][objective.task].get(objective.metric)
     metrics["objective"] = {**OmegaConf.to_container(objective), "value": value}

@@ -614,7 +614,7 @@ def cohort_settings(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def cached_cohort(out_dir: str | Path, params: Mapping[str, Any], drugs: pl.DataFrame | None = None) -> Path:
-    """The DRUG_EXPOSURE file of the cohort of ``params`` in ``out_dir``, simulated there unless the folder already
+    """The folder ``out_dir`` holding the cohort of ``params`` (``usage.cohort``), simulated there unless it already
     holds exactly that cohort (its sidecar's parameters, ``out_dir`` aside): a folder made with other settings or
     older defaults is simulated anew, never reused. ``drugs``: the catalog (default: the shipped one)."""
     out_dir = Path(out_dir)
@@ -622,7 +622,7 @@ def cached_cohort(out_dir: str | Path, params: Mapping[str, Any], drugs: pl.Data
     stored = json.loads(sidecar.read_text())["parameters"] if sidecar.is_file() else None
     if stored is None or cohort_settings(stored) != cohort_settings(params):
         write_synthetic(simulate_chunks(params, load_dataset("drugs") if drugs is None else drugs), out_dir, params)
-    return out_dir / FILES["drug_exposure"]
+    return out_dir
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="simulate")

@@ -189,3 +189,15 @@ def test_omop_person_and_conditions():
     assert person.height == 2_694 and set(person["gender_concept_id"]) == {8507, 8532}
     with pytest.raises(KeyError, match=r"omop_concept\.csv.*person_id"):
         read_omop_person(DATA / "omop_concept.csv")
+
+
+def test_load_usage_reads_the_patient_tables_it_is_given():
+    given = load_usage({"format": "omop", "tables": {
+        **EUNOMIA["tables"], "person": {"dataset": "eunomia_person"},
+        "condition_occurrence": {"dataset": "eunomia_condition_occurrence"}}})
+    assert given.patients.persons.height == 2_694 and given.patients.conditions.columns == ["person_id", "item", "start"]
+    assert given.condition_report.rows_read == 65_332 and len(given.files) == 5
+    left_null = load_usage({"format": "omop", "tables": {**EUNOMIA["tables"], "person": {"path": None}}})
+    assert left_null.patients.persons is None and left_null.condition_report is None and len(left_null.files) == 3
+    with pytest.raises(ValueError, match="usage.tables.drug_exposure: give the OMOP DRUG_EXPOSURE file"):
+        load_usage({"format": "omop", "tables": {"drug_exposure": {"path": None}}})

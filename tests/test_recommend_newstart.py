@@ -1,4 +1,5 @@
-"""New-start regression: the closed form against scikit-learn's ridge, what it learns, save/load, errors."""
+"""New-start regression: the closed form against scikit-learn's ridge, what it learns (from drugs and from patient
+covariates), save/load, errors; the covariates themselves (recommend.patients) on hand-computed cases."""
 
 from datetime import datetime, timedelta
 
@@ -11,6 +12,7 @@ from sklearn.linear_model import Ridge
 import recommend  # noqa: F401
 from recommend.interactions import Weighting, build_interactions
 from recommend.models import FitContext, NewStartRecommender, build_model, load_model
+from recommend.patients import Patients, covariate_matrix
 from recommend.run import run_recommend
 from tests.test_recommend_run import _compose
 
@@ -98,3 +100,74 @@ def test_app_run_on_eunomia_beats_ease_on_new_drugs(tmp_path):
     assert isinstance(loaded, NewStartRecommender) and loaded.l2 == 1000.0
     recs = pl.read_parquet(tmp_path / "recommendations.parquet")
     assert recs["explanation"].list.len().max() > 0  # past drugs that raised the new drug's score
+
+
+def _people(with_x: list[bool]) -> tuple[pl.DataFrame, Patients]:
+    """Everyone takes A at DAY0; those with condition X (diagnosed at DAY0) start B at LATE, the others C."""
+    events = pl.DataFrame(
+        [(p, "A", DAY0) for p in range(len(with_x))] + [(p, "B" if x else "C", LATE) for p, x in enumerate(with_x)],
+        schema={"person_id": pl.Int64, "item": pl.String, "start": pl.Datetime("us")}, orient="row")
+    conditions = pl.DataFrame({"person_id": [p for p, x in enumerate(with_x) if x]}, schema={"person_id": pl.Int64})
+    return events, Patients(None, conditions.with_columns(item=pl.lit("X"), start=pl.lit(DAY0, pl.Datetime("us"))))
+
+
+def test_covariates_at_the_prediction_time_leave_the_future_out():
+    persons = pl.DataFrame({"person_id": [1, 2, 4], "gender_concept_id": [8507, 8532, 8532],
+                            "year_of_birth": [1950, 2001, 1920]})
+    conditions = pl.DataFrame({"person_id": [1, 1, 2, 3], "item": ["X", "Y", "X", "Z"],
+                               "start": [datetime(2019, 1, 1), datetime(2021, 1, 1), LATE, datetime(2019, 1, 1)]})
+    history = pl.DataFrame({"person_id": [1, 2, 3, 4], "start": [DAY0] * 4, "reference": [LATE] * 4})
+    patients = Patients(persons, conditions).before(history)
+    assert sorted(patients.conditions.rows()) == [(1, "X", datetime(2019, 1, 1)), (3, "Z", datetime(2019, 1, 1))]
+    users = pl.Series("person_id", [4, 3, 2, 1, 9])  # 9: no history, no PERSON row
+    matrix, features = covariate_matrix(patients, history, users, ["sex", "age", "conditions"])
+    assert features.tolist() == ["age=10", "age=70", "age=90", "condition=X", "condition=Z", "sex=8507", "sex=8532"]
+    dense = matrix.toarray()
+    assert [features[dense[row] > 0].tolist() for row in range(5)] == [
+        ["age=90", "sex=8532"],              # born 1920: 100 years old, in the oldest band
+        ["condition=Z"],                     # no PERSON row
+        ["age=10", "sex=8532"],              # X diagnosed on the prediction day: not before it
+        ["age=70", "condition=X", "sex=8507"],  # Y diagnosed after it
+        [],
+    ]
+    fixed, _ = covariate_matrix(patients, history, users, ["sex", "conditions"], np.array(["condition=X", "sex=0"]))
+    assert fixed.toarray().tolist() == [[0, 0], [0, 0], [0, 0], [1, 0], [0, 0]]
+    with pytest.raises(ValueError, match=r"unknown covariate\(s\) \['weight'\]; known: \['sex', 'age', 'conditions'\]"):
+        NewStartRecommender(covariates=["weight"])
+
+
+def test_a_diagnosis_decides_the_new_drug_and_the_model_reloads_with_it(tmp_path):
+    events, patients = _people([True, False] * 30)
+    users = events["person_id"].unique().sort()
+    items = pl.DataFrame({"item": ["A", "B", "C"]})
+    matrix = build_interactions(events, users, items["item"]).matrix
+    context = FitContext(items, users, events, None, Weighting(), patients)
+    model = NewStartRecommender(l2=1.0, covariates=["conditions"]).with_context(context).fit(matrix)
+    assert model.features.tolist() == ["condition=X"]
+    # To score: two new patients who took A, the first diagnosed with X.
+    now, now_patients = _people([True, False])
+    now = now.filter(pl.col("item") == "A")
+    now_context = FitContext(items, now["person_id"].unique().sort(), now, None, Weighting(), now_patients)
+    taken = build_interactions(now, now_context.users, items["item"]).matrix
+    ids, _ = model.with_context(now_context).recommend(np.arange(2), taken, N=1)
+    assert ids[:, 0].tolist() == [1, 2]  # X -> B, no X -> C
+    model.save(tmp_path / "covariates")
+    loaded = load_model(tmp_path / "covariates")
+    assert loaded.params() == {"l2": 1.0, "covariates": ["conditions"]} and loaded.features.tolist() == ["condition=X"]
+    with pytest.raises(RuntimeError, match="scores patients from their PERSON and diagnoses: call with_context"):
+        loaded.score(np.arange(2), taken)
+    np.testing.assert_allclose(loaded.with_context(now_context).score(np.arange(2), taken),
+                               model.score(np.arange(2), taken))
+    no_tables = FitContext(items, users, events, None, Weighting())
+    with pytest.raises(ValueError, match=r"need the OMOP PERSON table\(s\): give usage.tables.person"):
+        NewStartRecommender(covariates=["sex"]).with_context(no_tables).fit(matrix)
+
+
+def test_app_run_with_covariates_reads_person_and_conditions(tmp_path):
+    result = run_recommend(_compose("recommender=newstart", "recommender.covariates=[sex,age,conditions]"), tmp_path)
+    # Measured: 0.660 on test task b (0.625 without covariates).
+    assert result["metrics"]["test"]["tasks"]["new"]["ndcg@10"] > 0.64
+    assert result["report"]["ingest_conditions"]["rows_read"] == 65332
+    assert (tmp_path / "ingest_condition_errors.parquet").is_file()
+    features = load_model(tmp_path / "model").features
+    assert {"sex=8507", "sex=8532"} <= set(features.tolist()) and any(f.startswith("condition=") for f in features)

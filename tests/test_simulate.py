@@ -166,7 +166,7 @@ def test_prevalence_rises_with_age_and_conditions_cluster(data):
 
 def test_recommend_ingests_the_output_through_its_omop_path(written, data, drugs):
     spec = _compose("recommend", [
-        "usage=simulated", f"usage.tables.drug_exposure.path={written / FILES['drug_exposure']}"])["usage"]
+        "usage=simulated", f"usage.cohort={written}"])["usage"]
     usage = load_usage(spec)
     assert usage.item_kind == "drug_id" and usage.report.rows_read == data.drug_exposure.height
     catalog = DrugCatalog(drugs)
@@ -326,9 +326,9 @@ def test_default_antibiotic_use_matches_uk_primary_care(drugs, tmp_path):
 
 def test_a_cached_cohort_is_reused_only_for_the_same_settings(drugs, tmp_path):
     params = _compose("simulate", ["n_patients=200"])
-    path = cached_cohort(tmp_path, params, drugs)
+    path = cached_cohort(tmp_path, params, drugs) / FILES["drug_exposure"]
     made = (tmp_path / SIDECAR).stat().st_mtime_ns
-    assert cached_cohort(tmp_path, {**params, "out_dir": "elsewhere"}, drugs) == path  # where it was asked for: same
+    assert cached_cohort(tmp_path, {**params, "out_dir": "elsewhere"}, drugs) == tmp_path  # where it was asked for
     assert (tmp_path / SIDECAR).stat().st_mtime_ns == made
     other = {**params, "population": {**params["population"], "acute_frailty_shape": None}}  # e.g. older defaults
     cached_cohort(tmp_path, other, drugs)

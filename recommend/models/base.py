@@ -22,6 +22,7 @@ import scipy.sparse as sp
 
 from featurestore.io import atomic_path, write_json_atomic
 from recommend.interactions import Weighting
+from recommend.patients import Patients
 
 FORMAT_VERSION = 1
 MODELS: dict[str, type[Recommender]] = {}
@@ -56,7 +57,8 @@ class FitContext:
     matrix row; ``events``: the time-ordered usage events behind the matrix (person_id,
     item, start, ...; the fold's history only, so nothing from the future); ``split``: the
     run's ``usage_split`` spec and ``weighting``: how the matrix was weighted (models that
-    tune themselves split ``events`` the same way into an inner validation fold; None: unknown).
+    tune themselves split ``events`` the same way into an inner validation fold; None: unknown);
+    ``patients``: their PERSON rows and diagnoses, cut like ``events`` (None: the usage has neither table).
     """
 
     items: pl.DataFrame
@@ -64,6 +66,7 @@ class FitContext:
     events: pl.DataFrame
     split: Mapping[str, Any] | None = None
     weighting: Weighting | None = None
+    patients: Patients | None = None
 
 
 class Recommender(ABC):

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 import scipy.sparse as sp
 
 from recommend.interactions import Weighting, build_interactions, pair_matrix
@@ -41,12 +42,14 @@ def holdout(user_items: sp.csr_matrix, share: float, seed: int) -> tuple[sp.csr_
 
 @dataclass(frozen=True)
 class InnerFold:
-    """A validation fold inside the training data: its matrix, the patients scored, their targets and exclusions."""
+    """A validation fold inside the training data: its matrix, the patients scored, their targets and exclusions,
+    and the events behind the matrix (with each patient's inner prediction time; None for a matrix holdout)."""
 
     matrix: sp.csr_matrix
     rows: np.ndarray
     truth: sp.csr_matrix
     exclude: sp.csr_matrix
+    history: pl.DataFrame | None = None
 
 
 def inner_folds(context: FitContext | None, user_items: sp.csr_matrix, share: float, seed: int,
@@ -81,5 +84,5 @@ def inner_folds(context: FitContext | None, user_items: sp.csr_matrix, share: fl
         targets = task_targets(fold, "new")
         persons = targets["person_id"].unique().sort()
         folds.append(InnerFold(train.matrix, train.rows(persons), pair_matrix(targets, persons, train),
-                               pair_matrix(excluded_items(fold, "history"), persons, train)))
+                               pair_matrix(excluded_items(fold, "history"), persons, train), fold.history))
     return folds

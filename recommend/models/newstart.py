@@ -9,7 +9,10 @@ an inner history
     x = their row of the inner history (weighted like the run's matrix),
     y = 1 for each drug they start in the inner window that they had not taken before.
 
-Patients who start nothing are examples too. With the columns centred, the closed form is
+Patients who start nothing are examples too. ``covariates`` (any of sex, age, conditions; see
+:mod:`recommend.patients`) add the patient's sex, age band and past diagnoses at the inner
+prediction time to ``x``; the run must give the PERSON / CONDITION_OCCURRENCE tables. With the
+columns centred, the closed form is
 
     W = (Xc^T Xc + l2 I)^-1 Xc^T Yc,   b = mean(y) - mean(x) W,   score = x W + b,
 
@@ -20,6 +23,7 @@ started in the inner window; the other drugs score below every output drug.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -29,6 +33,7 @@ import scipy.sparse as sp
 from recommend.models.base import FitContext, Recommender, register_model, sorted_positions
 from recommend.models.ease import linear_explanation
 from recommend.models.inner import inner_folds
+from recommend.patients import Patients, check_covariates, covariate_matrix
 
 # the inner fold is time_split's test fold; its validation fold goes unused, so its cutoff only has to come earlier
 DEFAULT_SPLIT = {"name": "time", "quantile": 0.8, "validation_quantile": 0.4}
@@ -39,22 +44,37 @@ REMEDY = "give the run a usage_split whose inner fold has new starts, or use eas
 class NewStartRecommender(Recommender):
     """Ridge regression from history rows to inner-window new starts (see the module docstring)."""
 
-    def __init__(self, l2: float = 1000.0) -> None:
+    def __init__(self, l2: float = 1000.0, covariates: Sequence[str] = ()) -> None:
         if l2 <= 0:
             raise ValueError("l2 must be > 0")
         self.l2 = l2
+        self.covariates = check_covariates(covariates)
         self.context: FitContext | None = None
         self.inputs: np.ndarray | None = None   # input position -> item column
+        self.features = np.asarray([], dtype=str)  # covariate inputs (after the items), by name
         self.outputs: np.ndarray | None = None  # output position -> item column
-        self.W: np.ndarray | None = None
+        self.W: np.ndarray | None = None        # (items in inputs + features) x outputs
         self.bias: np.ndarray | None = None
+        self._context_covariates: sp.csr_matrix | None = None  # the context's patients x features
 
     def params(self) -> dict[str, Any]:
-        return {"l2": self.l2}
+        return {"l2": self.l2, "covariates": list(self.covariates)}
 
     def with_context(self, context: FitContext) -> NewStartRecommender:
+        """The run's events (to fit) and patients (to fit and score with covariates); a loaded model that uses
+        covariates needs it before ``score``."""
         self.context = context if context.split is not None else replace(context, split=DEFAULT_SPLIT)
+        self._context_covariates = None
         return self
+
+    def _patients(self) -> Patients:
+        patients = self.context.patients or Patients()
+        missing = patients.missing(self.covariates)
+        if missing:
+            raise ValueError(f"newstart: covariates {list(self.covariates)} need the OMOP {' and '.join(missing)} "
+                             "table(s): give usage.tables.person / usage.tables.condition_occurrence, or set "
+                             "recommender.covariates=[]")
+        return patients
 
     def fit(self, user_items: sp.csr_matrix) -> NewStartRecommender:
         if self.context is None:
@@ -70,6 +90,14 @@ class NewStartRecommender(Recommender):
         self.inputs = np.flatnonzero(X.getnnz(axis=0) > 0)
         self.outputs = np.flatnonzero(Y.getnnz(axis=0) > 0)
         X, Y = X[:, self.inputs], Y[:, self.outputs]
+        if self.covariates:  # at the inner fold's prediction times, from diagnoses before them
+            history = fold.history if fold.history is not None else self.context.events
+            covariates, features = covariate_matrix(self._patients().before(history), history, self.context.users,
+                                                    self.covariates)
+            covariates = covariates[examples]
+            used = np.flatnonzero(covariates.getnnz(axis=0) > 0)
+            self.features = features[used]
+            X = sp.hstack([X, covariates[:, used]], format="csr", dtype=np.float64)
         n = X.shape[0]
         mean_x, mean_y = np.asarray(X.mean(axis=0)).ravel(), np.asarray(Y.mean(axis=0)).ravel()
         gram = (X.T @ X).toarray() - n * np.outer(mean_x, mean_x)
@@ -80,11 +108,24 @@ class NewStartRecommender(Recommender):
         return self
 
     def score(self, user_ids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
-        predicted = user_items[:, self.inputs] @ self.W + self.bias
+        n_inputs = len(self.inputs)
+        predicted = user_items[:, self.inputs] @ self.W[:n_inputs] + self.bias
+        if len(self.features):
+            predicted += self._covariates()[np.asarray(user_ids)] @ self.W[n_inputs:]
         floor = predicted.min(axis=1, keepdims=True) - 1.0 if predicted.size else 0.0
         out = np.broadcast_to(floor, (user_items.shape[0], self.n_items)).astype(np.float32)
         out[:, self.outputs] = predicted
         return out
+
+    def _covariates(self) -> sp.csr_matrix:
+        """The covariates of the context's patients (matrix rows) at its prediction times, in ``features`` order."""
+        if self.context is None:
+            raise RuntimeError(f"newstart with covariates {list(self.covariates)} scores patients from their PERSON "
+                               "and diagnoses: call with_context(FitContext(..., patients=...)) before score")
+        if self._context_covariates is None:
+            self._context_covariates, _ = covariate_matrix(self._patients(), self.context.events, self.context.users,
+                                                           self.covariates, self.features)
+        return self._context_covariates
 
     def item_similarity(self, item_ids: np.ndarray) -> np.ndarray:
         """Row i: how taking item i moves each item's new-start score (its row of W; 0 for non-inputs)."""
@@ -94,10 +135,14 @@ class NewStartRecommender(Recommender):
         return rows
 
     def explain(self, user_id: int, user_items: sp.csr_matrix, item_id: int, N: int = 5) -> list[tuple[int, float]]:
-        return linear_explanation(user_items[user_id], self.inputs, self.outputs, self.W, item_id, N)
+        """The past drugs that raise ``item_id`` most (covariates, which are not drugs, are left out)."""
+        return linear_explanation(user_items[user_id], self.inputs, self.outputs, self.W[:len(self.inputs)],
+                                  item_id, N)
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {"inputs": self.inputs, "outputs": self.outputs, "W": self.W, "bias": self.bias}
+        return {"inputs": self.inputs, "features": self.features, "outputs": self.outputs, "W": self.W,
+                "bias": self.bias}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.inputs, self.outputs, self.W, self.bias = arrays["inputs"], arrays["outputs"], arrays["W"], arrays["bias"]
+        self.features = arrays.get("features", np.asarray([], dtype=str))  # files saved before covariates

@@ -1,0 +1,114 @@
+"""Who the patients are beyond their drugs: OMOP PERSON and CONDITION_OCCURRENCE, as model covariates.
+
+A run that is given the PERSON and CONDITION_OCCURRENCE tables (``usage.tables.person``,
+``usage.tables.condition_occurrence``) carries them as :class:`Patients`. Before a model sees
+them, :meth:`Patients.before` keeps each patient's diagnoses strictly before their prediction time
+(the ``reference`` of a fold's history; without one, just after the history's last event), like the
+drug history, so nothing from the future leaks.
+
+:func:`covariate_matrix` turns them into binary features per patient, named so that a saved
+model can rebuild the same columns: ``sex=<gender_concept_id>``, ``age=<band start>`` (age at
+the prediction time, in :data:`AGE_BAND_YEARS`-year bands) and ``condition=<concept id>`` (ever
+diagnosed before the prediction time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+COVARIATES = ("sex", "age", "conditions")
+AGE_BAND_YEARS = 10
+OLDEST_BAND = 90  # ages 90 and over share a band
+
+
+@dataclass(frozen=True)
+class Patients:
+    """PERSON (person_id, gender_concept_id, year_of_birth) and diagnoses (person_id, item, start); either may be None."""
+
+    persons: pl.DataFrame | None = None
+    conditions: pl.DataFrame | None = None
+
+    def before(self, history: pl.DataFrame) -> Patients:
+        """Diagnoses strictly before each patient's prediction time (``history``'s ``reference``).
+
+        Patients without a history event have no prediction time here and keep no diagnosis.
+        """
+        if self.conditions is None:
+            return self
+        references = _references(history)
+        kept = (self.conditions.join(references, on="person_id", how="inner")
+                .filter(pl.col("start") < pl.col("reference")).drop("reference"))
+        return Patients(self.persons, kept)
+
+    def missing(self, covariates: Sequence[str]) -> list[str]:
+        """The OMOP tables that the given covariates need and these patients lack."""
+        needs = {"sex": ("PERSON", self.persons), "age": ("PERSON", self.persons),
+                 "conditions": ("CONDITION_OCCURRENCE", self.conditions)}
+        return sorted({needs[c][0] for c in covariates if needs[c][1] is None})
+
+
+def check_covariates(covariates: Sequence[str]) -> tuple[str, ...]:
+    """The covariate kinds as a tuple; unknown kinds fail, naming the known ones."""
+    unknown = [c for c in covariates if c not in COVARIATES]
+    if unknown:
+        raise ValueError(f"unknown covariate(s) {unknown}; known: {list(COVARIATES)}")
+    return tuple(covariates)
+
+
+def _references(history: pl.DataFrame) -> pl.DataFrame:
+    """Each patient's prediction time: the history's ``reference`` (a fold's), else just after its last event."""
+    if "reference" in history.columns:
+        return history.group_by("person_id").agg(pl.col("reference").first())
+    now = history["start"].max() + timedelta(microseconds=1)
+    return history.select(pl.col("person_id").unique(), reference=pl.lit(now, dtype=history.schema["start"]))
+
+
+def covariate_table(patients: Patients, history: pl.DataFrame, covariates: Sequence[str]) -> pl.DataFrame:
+    """(person_id, feature) pairs, one per feature a patient with a history has at their prediction time.
+
+    ``patients``' diagnoses must already be cut to ``history`` (:meth:`Patients.before`).
+    """
+    references = _references(history)
+    parts = []
+    if "sex" in covariates or "age" in covariates:
+        persons = references.join(patients.persons, on="person_id", how="inner")
+        if "sex" in covariates:
+            parts.append(persons.filter(pl.col("gender_concept_id").is_not_null()).select(
+                "person_id", feature=pl.format("sex={}", "gender_concept_id")))
+        if "age" in covariates:
+            age = pl.col("reference").dt.year() - pl.col("year_of_birth")
+            band = (age.clip(0, OLDEST_BAND) // AGE_BAND_YEARS) * AGE_BAND_YEARS
+            parts.append(persons.filter(age.is_not_null()).select("person_id", feature=pl.format("age={}", band)))
+    if "conditions" in covariates:
+        parts.append(patients.conditions.join(references.select("person_id"), on="person_id", how="semi")
+                     .select("person_id", feature=pl.format("condition={}", "item")).unique())
+    schema = {"person_id": pl.Int64, "feature": pl.String}
+    return pl.concat([p.cast(schema) for p in parts]) if parts else pl.DataFrame(schema=schema)
+
+
+def covariate_matrix(
+    patients: Patients, history: pl.DataFrame, users: pl.Series, covariates: Sequence[str],
+    features: np.ndarray | None = None,
+) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Binary patients × features CSR (rows: ``users``, the matrix's person ids) and the feature names.
+
+    ``features`` fixes the columns (a fitted model's); features outside it are left out. Without
+    it, the columns are every feature some patient has, sorted.
+    """
+    table = covariate_table(patients, history, covariates)
+    if features is None:
+        features = np.asarray(table["feature"].unique().sort().to_list(), dtype=str)
+    columns = pl.DataFrame({"feature": features.tolist()}, schema={"feature": pl.String}).with_row_index("col")
+    rows = pl.DataFrame({"person_id": users}).with_row_index("row")
+    pairs = table.join(rows, on="person_id", how="inner").join(columns, on="feature", how="inner")
+    matrix = sp.csr_matrix(
+        (np.ones(pairs.height, dtype=np.float32), (pairs["row"].to_numpy(), pairs["col"].to_numpy())),
+        shape=(len(users), len(features)),
+    )
+    return matrix, features
