@@ -6,7 +6,8 @@ and acute episodes (respiratory infections with winter seasonality, urinary trac
 infections, pain). Drugs come from the real catalog through a condition → ATC level-4
 mapping kept as data (``recommend/data/condition_atc.csv``: first_line, add_on or
 alternative, the class's most prescribed drugs, one rationale per line); within a
-class drugs are drawn with Zipf-like popularity. Chronic treatment: start after diagnosis, refills every ``days_supply``
+class drugs are drawn with Zipf-like popularity (``practices``: each practice with its own shares around them,
+off by default). Chronic treatment: start after diagnosis, refills every ``days_supply``
 with gaps, discontinuation hazard per refill, switching within the class, add-on
 escalation. Acute episodes get one short course; their counts are overdispersed by a per-patient
 frailty (``population.acute_frailty_shape``) and tied to comorbidity (an acute condition's
@@ -70,6 +71,7 @@ FILES = {
     "drug_exposure": "drug_exposure_synthetic.parquet",
 }
 SIDECAR = "synthetic_generator.json"
+OPTIONAL_FEATURES = ("practices",)  # top-level settings whose null means "not simulated"
 ACUTE_DAYS = 7  # an acute episode's condition_end_date, days after its start
 EPOCH = date(1970, 1, 1)
 YEAR = 365.25
@@ -148,34 +150,73 @@ class _ClassSampler:
             self.members.append(np.concatenate([[named[n] for n in top], rest[rng.permutation(len(rest))]]))
         self.exponent = exponent
 
+        self.practice_weights: list[np.ndarray] | None = None  # per class: practices x members
+
     def _weights(self, n: int) -> np.ndarray:
         w = 1.0 / np.arange(1, n + 1) ** self.exponent
         return w / w.sum()
 
-    def first(self, rng: np.random.Generator, class_idx: np.ndarray) -> np.ndarray:
-        """A popularity rank within each row's class."""
+    def with_practices(self, rng: np.random.Generator, n_practices: int, concentration: float) -> _ClassSampler:
+        """Give each practice its own shares within every class: Dirichlet(concentration x the national shares)."""
+        self.practice_weights = [rng.dirichlet(concentration * self._weights(len(m)), size=n_practices)
+                                 for m in self.members]
+        return self
+
+    def first(self, rng: np.random.Generator, class_idx: np.ndarray, practice: np.ndarray | None = None) -> np.ndarray:
+        """A popularity rank within each row's class (the row's practice's shares when practices are set)."""
         ranks = np.zeros(len(class_idx), dtype=np.int64)
         for c in np.unique(class_idx):
             rows = class_idx == c
             n = len(self.members[c])
-            ranks[rows] = rng.choice(n, size=rows.sum(), p=self._weights(n))
+            if self.practice_weights is None:
+                ranks[rows] = rng.choice(n, size=rows.sum(), p=self._weights(n))
+            else:
+                ranks[rows] = _draw(rng, self.practice_weights[c][practice[rows]])
         return ranks
 
-    def other(self, rng: np.random.Generator, class_idx: np.ndarray, current: np.ndarray) -> np.ndarray:
-        """Another drug of the same class (Zipf over the rest); -1 where the class has one drug."""
+    def other(self, rng: np.random.Generator, class_idx: np.ndarray, current: np.ndarray,
+              practice: np.ndarray | None = None) -> np.ndarray:
+        """Another drug of the same class (Zipf over the rest, or the practice's shares); -1 where the class has
+        one drug."""
         ranks = np.full(len(class_idx), -1, dtype=np.int64)
         for c in np.unique(class_idx):
             rows = class_idx == c
             n = len(self.members[c])
-            if n > 1:
+            if n > 1 and self.practice_weights is None:
                 j = rng.choice(n - 1, size=rows.sum(), p=self._weights(n - 1))
                 ranks[rows] = j + (j >= current[rows])  # skip the current drug's rank
+            elif n > 1:
+                weights = self.practice_weights[c][practice[rows]]
+                weights[np.arange(len(weights)), current[rows]] = 0.0
+                # a practice whose whole share sat on the current drug: the national shares of the rest
+                empty = weights.sum(axis=1) <= 0
+                weights[empty] = self._weights(n)
+                weights[np.flatnonzero(empty), current[rows][empty]] = 0.0
+                ranks[rows] = _draw(rng, weights)
         return ranks
 
     def drug_ids(self, class_idx: np.ndarray, ranks: np.ndarray) -> pl.Series:
         """Catalog drug_id of each (class, rank), gathered from one flat table (no per-row objects)."""
         offsets = np.cumsum([0] + [len(m) for m in self.members[:-1]])
         return pl.Series(np.concatenate(self.members).astype(str)).gather(offsets[class_idx] + ranks)
+
+def _draw(rng: np.random.Generator, weights: np.ndarray) -> np.ndarray:
+    """One column per row of ``weights`` (rows: unnormalized non-negative weights), by inverse CDF."""
+    cdf = np.cumsum(weights, axis=1)
+    u = rng.random(len(weights)) * cdf[:, -1]
+    return np.minimum((cdf <= u[:, None]).sum(axis=1), weights.shape[1] - 1)
+
+
+def practice_count(practices: Mapping[str, Any] | None, n_patients: int) -> int:
+    """How many practices a cohort has: ceil(n_patients / practices.size); 0 without practices (null)."""
+    if practices is None:
+        return 0
+    size, concentration = practices.get("size"), practices.get("concentration")
+    if not (isinstance(size, int) and size >= 1) or not (isinstance(concentration, (int, float)) and concentration > 0):
+        raise ValueError(f"practices needs size (patients per practice, an integer >= 1) and concentration (> 0), "
+                         f"got {dict(practices)}; or practices=null (no practices)")
+    return -(-int(n_patients) // size)
+
 
 def _day(text: str) -> int:
     return (date.fromisoformat(str(text)) - EPOCH).days
@@ -320,6 +361,7 @@ class _Setup:
     start: int
     end: int
     report: dict[str, Any]
+    n_practices: int = 0  # 0: no practices (every patient prescribed by the national shares)
 
 
 def simulate_chunks(
@@ -334,7 +376,7 @@ def simulate_chunks(
     table (default: the file ``params['mapping']`` names, or the shipped one).
     """
     sizes = chunk_sizes(params["n_patients"], params.get("chunk_size", DEFAULT_CHUNK_SIZE))
-    catalog_seed, *chunk_seeds = np.random.SeedSequence(params["seed"]).spawn(1 + len(sizes))
+    catalog_seed, *chunk_seeds, practice_seed = np.random.SeedSequence(params["seed"]).spawn(2 + len(sizes))
     mapping = load_condition_atc(params.get("mapping")) if mapping is None else mapping
     chronic, acute, treatment = params["chronic"], params["acute"], params["treatment"]
     conditions = [*chronic, *acute]
@@ -343,12 +385,17 @@ def simulate_chunks(
     if shape is not None and not shape > 0:  # before any chunk is drawn
         raise ValueError(f"population.acute_frailty_shape must be > 0 (or null: no frailty), got {shape!r}")
     sampler = _ClassSampler(np.random.default_rng(catalog_seed), drugs, mapping, params["zipf_exponent"])
+    n_practices = practice_count(params.get("practices"), params["n_patients"])
+    if n_practices:
+        sampler.with_practices(np.random.default_rng(practice_seed), n_practices, params["practices"]["concentration"])
     setup = _Setup(chronic, acute, treatment, params["population"], conditions, sampler,
                    _role_classes(mapping, conditions, sampler.classes),
-                   _day(params["start_date"]), _day(params["end_date"]), report)
+                   _day(params["start_date"]), _day(params["end_date"]), report, n_practices)
     first = {"person": 1, "occurrence": 1, "course": 1, "exposure": 1}  # the next chunk's first ids
     for size, seed in zip(sizes, chunk_seeds):
-        chunk, courses = _simulate_chunk(np.random.default_rng(seed), size, first, setup)
+        # practices are drawn from a child of the chunk's seed: the chunk's own draws stay as they were without them
+        chunk, courses = _simulate_chunk(np.random.default_rng(seed), size, first, setup,
+                                         np.random.default_rng(seed.spawn(1)[0]))
         first = {"person": first["person"] + size,
                  "occurrence": first["occurrence"] + chunk.condition_occurrence.height,
                  "course": first["course"] + courses, "exposure": first["exposure"] + chunk.drug_exposure.height}
@@ -369,12 +416,14 @@ def simulate(params: Mapping[str, Any], drugs: pl.DataFrame, mapping: pl.DataFra
 
 
 def _simulate_chunk(
-    rng: np.random.Generator, n: int, first: Mapping[str, int], setup: _Setup,
+    rng: np.random.Generator, n: int, first: Mapping[str, int], setup: _Setup, practice_rng: np.random.Generator,
 ) -> tuple[SyntheticOMOP, int]:
     """One chunk of ``n`` patients with ids from ``first``; also the number of courses it used."""
     chronic, acute, treatment, role, sampler = setup.chronic, setup.acute, setup.treatment, setup.role, setup.sampler
     start, end = setup.start, setup.end
     people = _people(rng, n, start, setup.population, first["person"])
+    if setup.n_practices:
+        people["practice"] = practice_rng.integers(setup.n_practices, size=n)
 
     chronic_dx = _chronic_diagnoses(rng, people, chronic, treatment, start, end)
     acute_dx = _acute_episodes(rng, people, acute, setup.population, start, end, offset=len(chronic))
@@ -388,6 +437,8 @@ def _simulate_chunk(
     dx = {k: v[~repeat] for k, v in dx.items()}
     dx["occurrence_id"] = np.arange(first["occurrence"], first["occurrence"] + len(dx["day"]))
     dx["person_id"] = people["person_id"][dx["person"]]
+    if "practice" in people:
+        dx["practice"] = people["practice"][dx["person"]]
     is_chronic = dx["condition"] < len(chronic)
 
     chronic_ex = _chronic_courses(rng, dx, np.flatnonzero(is_chronic), chronic, treatment, role, sampler, start, end)
@@ -431,7 +482,7 @@ def _chronic_courses(
         "klass": np.concatenate([klass, addon_class[addon]]),
         "start": np.concatenate([first_start, addon_start[addon]]),
     }
-    lines["rank"] = sampler.first(rng, lines["klass"])
+    lines["rank"] = sampler.first(rng, lines["klass"], _practice(dx, lines["occurrence"]))
     lines = {k: v[lines["start"] <= end] for k, v in lines.items()}
 
     supply_days = np.asarray(treatment["supply_days"])
@@ -455,7 +506,7 @@ def _chronic_courses(
         switch = (stopped <= end) & (rng.random(len(stopped)) < pick("switch")[lines["condition"]])
         lines = {k: v[switch] for k, v in lines.items() if k != "n"}
         lines["start"] = stopped[switch]
-        lines["rank"] = sampler.other(rng, lines["klass"], lines["rank"])
+        lines["rank"] = sampler.other(rng, lines["klass"], lines["rank"], _practice(dx, lines["occurrence"]))
         lines = {k: v[lines["rank"] >= 0] for k, v in lines.items()}
     return {key: np.concatenate([e[key] for e in exposures]) for key in exposures[0]}
 
@@ -473,11 +524,16 @@ def _acute_courses(
     klass = _pick_first_class(rng, cond, pick("alternative")[k], role)
     low, high = np.array([spec["supply_days"] for spec in acute.values()]).T
     return {
-        "occurrence": treated, "klass": klass, "rank": sampler.first(rng, klass),
+        "occurrence": treated, "klass": klass, "rank": sampler.first(rng, klass, _practice(dx, treated)),
         "start": np.minimum(dx["day"][treated] + rng.integers(0, 2, size=len(treated)), end),
         "supply": rng.integers(low[k], high[k] + 1), "course": first_course + np.arange(len(treated)),
         "doses": pick("doses_per_day")[k],
     }
+
+
+def _practice(dx: dict[str, np.ndarray], occurrence: np.ndarray) -> np.ndarray | None:
+    """The practice of each diagnosis's patient (None: the cohort has no practices)."""
+    return dx["practice"][occurrence] if "practice" in dx else None
 
 
 def _pick_first_class(
@@ -500,6 +556,8 @@ def _person_table(people: dict[str, np.ndarray]) -> pl.DataFrame:
         "year_of_birth": birth.dt.year().cast(pl.Int64), "month_of_birth": birth.dt.month().cast(pl.Int64),
         "day_of_birth": birth.dt.day().cast(pl.Int64), "birth_datetime": birth.cast(pl.Datetime("us")),
         "race_concept_id": 0, "ethnicity_concept_id": 0,
+        "care_site_id": pl.Series(people["practice"] + 1 if "practice" in people else [None] * len(birth),
+                                  dtype=pl.Int64),
         "gender_source_value": np.where(people["female"], "F", "M"), "synthetic": True,
     })
 
@@ -609,8 +667,10 @@ def write_synthetic(
 
 
 def cohort_settings(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The parameters that define a cohort: ``params`` without where it is written (``out_dir``, ``hydra``)."""
-    return {k: v for k, v in params.items() if k not in ("out_dir", "hydra")}
+    """The parameters that define a cohort: ``params`` without where it is written (``out_dir``, ``hydra``); an
+    optional feature left at null (``practices``) equals its absence, so cohorts made before it existed still match."""
+    return {k: v for k, v in params.items()
+            if k not in ("out_dir", "hydra") and not (k in OPTIONAL_FEATURES and v is None)}
 
 
 def cached_cohort(out_dir: str | Path, params: Mapping[str, Any], drugs: pl.DataFrame | None = None) -> Path:

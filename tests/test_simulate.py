@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
@@ -21,8 +22,8 @@ from recommend.ingest import load_usage, read_omop_conditions, read_omop_person
 from recommend.interactions import Weighting, build_interactions
 from recommend.mapping import DrugCatalog, map_events
 from recommend.simulate import (
-    FILES, SIDECAR, SyntheticOMOP, cached_cohort, chunk_sizes, load_condition_atc, simulate, simulate_chunks,
-    validate_condition_atc, write_synthetic,
+    FILES, SIDECAR, SyntheticOMOP, _ClassSampler, cached_cohort, chunk_sizes, cohort_settings, load_condition_atc,
+    simulate, simulate_chunks, validate_condition_atc, write_synthetic,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -334,3 +335,48 @@ def test_a_cached_cohort_is_reused_only_for_the_same_settings(drugs, tmp_path):
     cached_cohort(tmp_path, other, drugs)
     assert json.loads((tmp_path / SIDECAR).read_text())["parameters"]["population"]["acute_frailty_shape"] is None
     assert pl.read_parquet(path).height > 0
+
+
+def _top_drug_share_by_practice(data: SyntheticOMOP, atc4: str, drugs: pl.DataFrame) -> pl.DataFrame:
+    """Per practice: the share of the class's national top drug among its first dispensings of the class."""
+    members = drugs.select("drug_id", atc4="atc_codes").explode("atc4").filter(pl.col("atc4") == atc4)["drug_id"]
+    firsts = (data.drug_exposure.filter(pl.col("drug_source_value").is_in(members.to_list()))
+              .group_by("course_id").agg(pl.col("person_id").first(), pl.col("drug_source_value").first())
+              .join(data.person.select("person_id", "care_site_id"), on="person_id"))
+    top = firsts["drug_source_value"].value_counts(sort=True)["drug_source_value"][0]
+    return firsts.group_by("care_site_id").agg(share=(pl.col("drug_source_value") == top).mean(), n=pl.len())
+
+
+def test_practices_give_each_practice_its_own_shares_and_null_changes_nothing(drugs):
+    base = simulate(_params(n_patients=2_000), drugs)
+    off = _params(n_patients=2_000)
+    assert off["practices"] is None and base.person["care_site_id"].null_count() == 2_000
+    without_key = {k: v for k, v in off.items() if k != "practices"}
+    assert cohort_settings(without_key) == cohort_settings(off)  # cohorts made before practices still match
+    assert simulate(without_key, drugs).drug_exposure.equals(base.drug_exposure)
+    spread = {}
+    for concentration in (0.5, 1e6):
+        data = simulate(_params(n_patients=2_000, practices=f"{{size:500,concentration:{concentration}}}"), drugs)
+        assert sorted(data.person["care_site_id"].unique()) == [1, 2, 3, 4]
+        shares = _top_drug_share_by_practice(data, "J01CA", drugs)  # penicillins: respiratory infections
+        assert shares["n"].min() > 300
+        spread[concentration] = shares["share"].std()
+        # Only which drug of a class changes: the same courses and classes as without practices.
+        assert data.drug_exposure.height == base.drug_exposure.height
+    assert spread[1e6] < 0.05 < 0.15 < spread[0.5]  # binomial noise only vs Dirichlet(0.5 x shares) between practices
+
+
+def test_practice_shares_vary_as_calibrated_and_switches_leave_the_current_drug(drugs):
+    sampler = _ClassSampler(np.random.default_rng(0), drugs, load_condition_atc(None), 1.5)
+    sampler.with_practices(np.random.default_rng(1), 4_000, 37.0)
+    c = sampler.classes.index("J01CA")
+    p = sampler._weights(len(sampler.members[c]))[0]
+    expected = np.sqrt(p * (1 - p) / 38.0)  # sd of a Dirichlet share: 7.9 points at p = 0.38
+    assert sampler.practice_weights[c][:, 0].std() == pytest.approx(expected, rel=0.05)
+    sampler.practice_weights[c][:] = 0.0
+    sampler.practice_weights[c][:, 0] = 1.0  # every practice prescribes only the top drug
+    current = np.zeros(500, dtype=np.int64)
+    switched = sampler.other(np.random.default_rng(2), np.full(500, c), current, np.zeros(500, dtype=np.int64))
+    assert switched.min() >= 1  # never the current drug: the national shares of the rest instead
+    with pytest.raises(ValueError, match=r"practices needs size .* and concentration \(> 0\)"):
+        simulate(_params(n_patients=10, practices="{size:0,concentration:37}"), drugs)
