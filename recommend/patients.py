@@ -46,6 +46,18 @@ class Patients:
                 .filter(pl.col("start") < pl.col("reference")).drop("reference"))
         return Patients(self.persons, kept)
 
+    def summary(self) -> dict[str, int]:
+        """What the tables hold, for the run's report: rows, and the PERSON rows a covariate cannot use."""
+        out = {}
+        if self.persons is not None:
+            out |= {"persons": self.persons.height,
+                    "person_rows_repeating_an_id": self.persons.height - self.persons["person_id"].n_unique(),
+                    "persons_without_sex": self.persons["gender_concept_id"].null_count(),
+                    "persons_without_year_of_birth": self.persons["year_of_birth"].null_count()}
+        if self.conditions is not None:
+            out |= {"diagnoses": self.conditions.height, "condition_codes": self.conditions["item"].n_unique()}
+        return out
+
     def missing(self, covariates: Sequence[str]) -> list[str]:
         """The OMOP tables that the given covariates need and these patients lack."""
         needs = {"sex": ("PERSON", self.persons), "age": ("PERSON", self.persons),
@@ -89,7 +101,8 @@ def covariate_table(patients: Patients, history: pl.DataFrame, covariates: Seque
         parts.append(patients.conditions.join(references.select("person_id"), on="person_id", how="semi")
                      .select("person_id", feature=pl.format("condition={}", "item")).unique())
     schema = {"person_id": pl.Int64, "feature": pl.String}
-    return pl.concat([p.cast(schema) for p in parts]) if parts else pl.DataFrame(schema=schema)
+    # unique: a person_id repeated in PERSON (reported by ``summary``) must not count twice
+    return pl.concat([p.cast(schema) for p in parts]).unique() if parts else pl.DataFrame(schema=schema)
 
 
 def covariate_matrix(

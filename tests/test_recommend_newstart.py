@@ -112,11 +112,14 @@ def _people(with_x: list[bool]) -> tuple[pl.DataFrame, Patients]:
 
 
 def test_covariates_at_the_prediction_time_leave_the_future_out():
-    persons = pl.DataFrame({"person_id": [1, 2, 4], "gender_concept_id": [8507, 8532, 8532],
-                            "year_of_birth": [1950, 2001, 1920]})
+    persons = pl.DataFrame({"person_id": [1, 2, 4, 4, 5], "gender_concept_id": [8507, 8532, 8532, 8532, None],
+                            "year_of_birth": [1950, 2001, 1920, 1920, None]})  # 4 twice: counted once
     conditions = pl.DataFrame({"person_id": [1, 1, 2, 3], "item": ["X", "Y", "X", "Z"],
                                "start": [datetime(2019, 1, 1), datetime(2021, 1, 1), LATE, datetime(2019, 1, 1)]})
     history = pl.DataFrame({"person_id": [1, 2, 3, 4], "start": [DAY0] * 4, "reference": [LATE] * 4})
+    assert Patients(persons, conditions).summary() == {
+        "persons": 5, "person_rows_repeating_an_id": 1, "persons_without_sex": 1, "persons_without_year_of_birth": 1,
+        "diagnoses": 4, "condition_codes": 3}
     patients = Patients(persons, conditions).before(history)
     assert sorted(patients.conditions.rows()) == [(1, "X", datetime(2019, 1, 1)), (3, "Z", datetime(2019, 1, 1))]
     users = pl.Series("person_id", [4, 3, 2, 1, 9])  # 9: no history, no PERSON row
@@ -168,6 +171,9 @@ def test_app_run_with_covariates_reads_person_and_conditions(tmp_path):
     # Measured: 0.660 on test task b (0.625 without covariates).
     assert result["metrics"]["test"]["tasks"]["new"]["ndcg@10"] > 0.64
     assert result["report"]["ingest_conditions"]["rows_read"] == 65332
+    assert result["report"]["patients"] == {"persons": 2694, "person_rows_repeating_an_id": 0, "persons_without_sex": 0,
+                                            "persons_without_year_of_birth": 0, "diagnoses": 65332,
+                                            "condition_codes": 80}
     assert (tmp_path / "ingest_condition_errors.parquet").is_file()
     features = load_model(tmp_path / "model").features
     assert {"sex=8507", "sex=8532"} <= set(features.tolist()) and any(f.startswith("condition=") for f in features)
