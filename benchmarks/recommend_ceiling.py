@@ -14,7 +14,8 @@ label every task-(b) target of the test fold of the benchmark's time split (``be
   - *first*: no drug for that condition before (a new diagnosis, or a prevalent one treated now).
 
 Rankings on the same patients (drugs taken before are never ranked, as in the benchmark):
-popularity (patients per drug, the tuned baseline), popularity within the patient's sex, and
+popularity (patients per drug, the tuned baseline), popularity within the patient's sex (and within their
+practice, for a cohort simulated with ``practices``), and
 *oracles*: the true targets of one kind ranked first, the rest by popularity. An oracle is not a
 model; it bounds what knowing that part of the future is worth. The tuned models of a
 ``benchmarks/recommend.py`` results file (``--tuned``) are refitted at their best task-(b) point and
@@ -112,9 +113,16 @@ def tuned_points(path: Path, dataset: str, models: list[str] | None) -> list[dic
     return [r for r in rows if r["model"] != "popularity" and (models is None or r["model"] in models)]
 
 
+def popularity_within(matrix: sp.csr_matrix, group_of_row: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Scores of the patients in ``rows``: patients per drug among the matrix rows of the same group."""
+    groups, index = np.unique(group_of_row, return_inverse=True)
+    table = np.stack([np.asarray(matrix[index == g].getnnz(axis=0), dtype=np.float64) for g in range(len(groups))])
+    return table[index[rows]]
+
+
 def ceiling(n_patients: int, sim_root: Path, tuned: Path, tuned_dataset: str | None,
-            models: list[str] | None) -> dict[str, Any]:
-    root = simulated(n_patients, sim_root)
+            models: list[str] | None, overrides: list[str]) -> dict[str, Any]:
+    root = simulated(n_patients, sim_root, overrides=overrides)
     items, users, folds, patients = prepare(compose_cfg("simulated", root))
     fold = folds["test"]
     train: Interactions = build_interactions(fold.history, users, items["item"], progress=False)
@@ -127,13 +135,15 @@ def ceiling(n_patients: int, sim_root: Path, tuned: Path, tuned_dataset: str | N
     by_kind = {k: pair_matrix(targets.filter(pl.col("kind") == k), persons, train) for k in KINDS}
 
     popularity = np.asarray(train.matrix.getnnz(axis=0), dtype=np.float64)
-    female = (pl.DataFrame({"person_id": users}).join(patients.persons, on="person_id", how="left")["gender_concept_id"]
-              == FEMALE).to_numpy()  # per matrix row
-    by_sex = {s: np.asarray(train.matrix[female == s].getnnz(axis=0), dtype=np.float64) for s in (False, True)}
+    person = pl.DataFrame({"person_id": users}).join(patients.persons, on="person_id", how="left")  # per matrix row
     rankings: dict[str, np.ndarray] = {
         "popularity": np.broadcast_to(popularity, excluded.shape),
-        "popularity within sex": np.where(female[rows, None], by_sex[True], by_sex[False]),
+        "popularity within sex": popularity_within(train.matrix, (person["gender_concept_id"] == FEMALE).to_numpy(),
+                                                   rows),
     }
+    if "care_site_id" in person.columns and person["care_site_id"].null_count() < person.height:  # practices=...
+        rankings["popularity within practice"] = popularity_within(
+            train.matrix, person["care_site_id"].fill_null(0).to_numpy(), rows)
     first = 2.0 * popularity.max() + 1.0  # ranks an oracle's targets above every popularity score
     oracles = {"switch": ("switch",), "add-on": ("addon",), "switch + add-on": ("switch", "addon"),
                "first": ("first",), "all chronic": ("switch", "addon", "first"), "acute": ("acute",)}
@@ -166,9 +176,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="results of benchmarks/recommend.py on the same cohort: the tuned models' best points")
     parser.add_argument("--tuned-dataset", default=None, help="data set of --tuned (default: sim<patients>)")
     parser.add_argument("--models", nargs="*", default=None, help="models of --tuned to rank (default: all)")
+    parser.add_argument("--sim-override", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="recommend.simulate overrides of the cohort, as in benchmarks/recommend.py")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    result = ceiling(args.sim_patients, args.sim_root, args.tuned, args.tuned_dataset, args.models)
+    result = ceiling(args.sim_patients, args.sim_root, args.tuned, args.tuned_dataset, args.models, args.sim_override)
     result |= {"benchmark": "recommend_ceiling", "git_commit": _git_commit(), "machine": _machine(),
                "tuned_from": str(args.tuned), "note": "SYNTHETIC cohort (recommend.simulate); oracles are not models"}
     print(f"{result['dataset']}: {result['patients_ranked']:,} patients, {result['targets']:,} new-drug targets "

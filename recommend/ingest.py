@@ -226,9 +226,11 @@ def read_columns(path: str | Path, needed: Sequence[str]) -> pl.DataFrame:
 
 
 def read_omop_person(path: str | Path) -> pl.DataFrame:
-    """OMOP PERSON: person_id, gender_concept_id, year_of_birth (all persons, incl. those without drugs)."""
+    """OMOP PERSON: person_id, gender_concept_id, year_of_birth and, when the file has it, care_site_id (all
+    persons, incl. those without drugs)."""
     needed = ["person_id", "gender_concept_id", "year_of_birth"]
-    return read_columns(path, needed).select(pl.col(needed).cast(pl.Int64, strict=False))
+    optional = [c for c in ("care_site_id",) if c in scan_table(path).collect_schema().names()]
+    return read_columns(path, needed + optional).select(pl.col(needed + optional).cast(pl.Int64, strict=False))
 
 
 def read_omop_conditions(path: str | Path, date_format: str | None = None) -> tuple[pl.DataFrame, IngestReport]:
