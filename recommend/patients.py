@@ -8,8 +8,9 @@ drug history, so nothing from the future leaks.
 
 :func:`covariate_matrix` turns them into binary features per patient, named so that a saved
 model can rebuild the same columns: ``sex=<gender_concept_id>``, ``age=<band start>`` (age at
-the prediction time, in :data:`AGE_BAND_YEARS`-year bands) and ``condition=<concept id>`` (ever
-diagnosed before the prediction time).
+the prediction time, in :data:`AGE_BAND_YEARS`-year bands), ``condition=<concept id>`` (ever
+diagnosed before the prediction time) and ``care_site=<care_site_id>`` (the patient's practice in
+PERSON, where prescribing habits live).
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-COVARIATES = ("sex", "age", "conditions")
+COVARIATES = ("sex", "age", "conditions", "care_site")
 AGE_BAND_YEARS = 10
 OLDEST_BAND = 90  # ages 90 and over share a band
 
 
 @dataclass(frozen=True)
 class Patients:
-    """PERSON (person_id, gender_concept_id, year_of_birth) and diagnoses (person_id, item, start); either may be None."""
+    """PERSON (person_id, gender_concept_id, year_of_birth[, care_site_id]) and diagnoses (person_id, item, start);
+    either may be None."""
 
     persons: pl.DataFrame | None = None
     conditions: pl.DataFrame | None = None
@@ -59,10 +61,13 @@ class Patients:
         return out
 
     def missing(self, covariates: Sequence[str]) -> list[str]:
-        """The OMOP tables that the given covariates need and these patients lack."""
-        needs = {"sex": ("PERSON", self.persons), "age": ("PERSON", self.persons),
-                 "conditions": ("CONDITION_OCCURRENCE", self.conditions)}
-        return sorted({needs[c][0] for c in covariates if needs[c][1] is None})
+        """What the given covariates need and these patients lack (tables, a column), in words."""
+        has_sites = self.persons is not None and "care_site_id" in self.persons.columns
+        person = ("the OMOP PERSON table", self.persons is not None)
+        needs = {"sex": person, "age": person,
+                 "conditions": ("the OMOP CONDITION_OCCURRENCE table", self.conditions is not None),
+                 "care_site": ("a care_site_id column in PERSON", has_sites)}
+        return sorted({needs[c][0] for c in covariates if not needs[c][1]})
 
 
 def check_covariates(covariates: Sequence[str]) -> tuple[str, ...]:
@@ -88,7 +93,7 @@ def covariate_table(patients: Patients, history: pl.DataFrame, covariates: Seque
     """
     references = _references(history)
     parts = []
-    if "sex" in covariates or "age" in covariates:
+    if {"sex", "age", "care_site"} & set(covariates):
         persons = references.join(patients.persons, on="person_id", how="inner")
         if "sex" in covariates:
             parts.append(persons.filter(pl.col("gender_concept_id").is_not_null()).select(
@@ -97,6 +102,9 @@ def covariate_table(patients: Patients, history: pl.DataFrame, covariates: Seque
             age = pl.col("reference").dt.year() - pl.col("year_of_birth")
             band = (age.clip(0, OLDEST_BAND) // AGE_BAND_YEARS) * AGE_BAND_YEARS
             parts.append(persons.filter(age.is_not_null()).select("person_id", feature=pl.format("age={}", band)))
+        if "care_site" in covariates:
+            parts.append(persons.filter(pl.col("care_site_id").is_not_null()).select(
+                "person_id", feature=pl.format("care_site={}", "care_site_id")))
     if "conditions" in covariates:
         parts.append(patients.conditions.join(references.select("person_id"), on="person_id", how="semi")
                      .select("person_id", feature=pl.format("condition={}", "item")).unique())

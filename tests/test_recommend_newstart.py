@@ -1,6 +1,7 @@
 """New-start regression: the closed form against scikit-learn's ridge, what it learns (from drugs and from patient
 covariates), save/load, errors; the covariates themselves (recommend.patients) on hand-computed cases."""
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -113,7 +114,8 @@ def _people(with_x: list[bool]) -> tuple[pl.DataFrame, Patients]:
 
 def test_covariates_at_the_prediction_time_leave_the_future_out():
     persons = pl.DataFrame({"person_id": [1, 2, 4, 4, 5], "gender_concept_id": [8507, 8532, 8532, 8532, None],
-                            "year_of_birth": [1950, 2001, 1920, 1920, None]})  # 4 twice: counted once
+                            "year_of_birth": [1950, 2001, 1920, 1920, None], "care_site_id": [7, None, 3, 3, 7]})
+    # 4 twice: counted once
     conditions = pl.DataFrame({"person_id": [1, 1, 2, 3], "item": ["X", "Y", "X", "Z"],
                                "start": [datetime(2019, 1, 1), datetime(2021, 1, 1), LATE, datetime(2019, 1, 1)]})
     history = pl.DataFrame({"person_id": [1, 2, 3, 4], "start": [DAY0] * 4, "reference": [LATE] * 4})
@@ -123,19 +125,20 @@ def test_covariates_at_the_prediction_time_leave_the_future_out():
     patients = Patients(persons, conditions).before(history)
     assert sorted(patients.conditions.rows()) == [(1, "X", datetime(2019, 1, 1)), (3, "Z", datetime(2019, 1, 1))]
     users = pl.Series("person_id", [4, 3, 2, 1, 9])  # 9: no history, no PERSON row
-    matrix, features = covariate_matrix(patients, history, users, ["sex", "age", "conditions"])
-    assert features.tolist() == ["age=10", "age=70", "age=90", "condition=X", "condition=Z", "sex=8507", "sex=8532"]
+    matrix, features = covariate_matrix(patients, history, users, ["sex", "age", "conditions", "care_site"])
+    assert features.tolist() == ["age=10", "age=70", "age=90", "care_site=3", "care_site=7", "condition=X",
+                                 "condition=Z", "sex=8507", "sex=8532"]
     dense = matrix.toarray()
     assert [features[dense[row] > 0].tolist() for row in range(5)] == [
-        ["age=90", "sex=8532"],              # born 1920: 100 years old, in the oldest band
-        ["condition=Z"],                     # no PERSON row
-        ["age=10", "sex=8532"],              # X diagnosed on the prediction day: not before it
-        ["age=70", "condition=X", "sex=8507"],  # Y diagnosed after it
+        ["age=90", "care_site=3", "sex=8532"],  # born 1920: 100 years old, in the oldest band
+        ["condition=Z"],                        # no PERSON row
+        ["age=10", "sex=8532"],                 # X diagnosed on the prediction day: not before it
+        ["age=70", "care_site=7", "condition=X", "sex=8507"],  # Y diagnosed after it
         [],
     ]
     fixed, _ = covariate_matrix(patients, history, users, ["sex", "conditions"], np.array(["condition=X", "sex=0"]))
     assert fixed.toarray().tolist() == [[0, 0], [0, 0], [0, 0], [1, 0], [0, 0]]
-    with pytest.raises(ValueError, match=r"unknown covariate\(s\) \['weight'\]; known: \['sex', 'age', 'conditions'\]"):
+    with pytest.raises(ValueError, match=r"unknown covariate\(s\) \['weight'\]; known: \['sex', 'age', 'conditions', 'care_site'\]"):
         NewStartRecommender(covariates=["weight"])
 
 
@@ -162,8 +165,12 @@ def test_a_diagnosis_decides_the_new_drug_and_the_model_reloads_with_it(tmp_path
     np.testing.assert_allclose(loaded.with_context(now_context).score(np.arange(2), taken),
                                model.score(np.arange(2), taken))
     no_tables = FitContext(items, users, events, None, Weighting())
-    with pytest.raises(ValueError, match=r"need the OMOP PERSON table\(s\): give usage.tables.person"):
+    with pytest.raises(ValueError, match=r"need the OMOP PERSON table: give usage.tables.person"):
         NewStartRecommender(covariates=["sex"]).with_context(no_tables).fit(matrix)
+    no_sites = replace(no_tables, patients=Patients(pl.DataFrame({"person_id": [0], "gender_concept_id": [8507],
+                                                                  "year_of_birth": [1950]})))
+    with pytest.raises(ValueError, match=r"covariates \['care_site'\] need a care_site_id column in PERSON: give"):
+        NewStartRecommender(covariates=["care_site"]).with_context(no_sites).fit(matrix)
 
 
 def test_app_run_with_covariates_reads_person_and_conditions(tmp_path):

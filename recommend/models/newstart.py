@@ -9,7 +9,7 @@ an inner history
     x = their row of the inner history (weighted like the run's matrix),
     y = 1 for each drug they start in the inner window that they had not taken before.
 
-Patients who start nothing are examples too. ``covariates`` (any of sex, age, conditions; see
+Patients who start nothing are examples too. ``covariates`` (any of sex, age, conditions, care_site; see
 :mod:`recommend.patients`) add the patient's sex, age band and past diagnoses at the inner
 prediction time to ``x``; the run must give the PERSON / CONDITION_OCCURRENCE tables. With the
 columns centred, the closed form is
@@ -71,9 +71,8 @@ class NewStartRecommender(Recommender):
         patients = self.context.patients or Patients()
         missing = patients.missing(self.covariates)
         if missing:
-            raise ValueError(f"newstart: covariates {list(self.covariates)} need the OMOP {' and '.join(missing)} "
-                             "table(s): give usage.tables.person / usage.tables.condition_occurrence, or set "
-                             "recommender.covariates=[]")
+            raise ValueError(f"newstart: covariates {list(self.covariates)} need {' and '.join(missing)}: give "
+                             "usage.tables.person / usage.tables.condition_occurrence, or set recommender.covariates=[]")
         return patients
 
     def fit(self, user_items: sp.csr_matrix) -> NewStartRecommender:
