@@ -112,6 +112,9 @@ GRIDS: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
     # (a key that is not a recommender's name names it in its params)
     "newstart_patients": [({"name": "newstart", "l2": l2, "covariates": ["sex", "age", "conditions"]}, w)
                           for w in WEIGHTINGS for l2 in (100.0, 1000.0, 10000.0)],
+    # ... and the patient's practice, for cohorts that have one (PERSON.care_site_id: simulated with practices=...)
+    "newstart_practice": [({"name": "newstart", "l2": l2, "covariates": ["sex", "age", "conditions", "care_site"]}, w)
+                          for w in WEIGHTINGS for l2 in (100.0, 1000.0, 10000.0)],
     "gru": [({"hidden": h, "new_only": n, "dropout": d, "epochs": 3}, {"scheme": "binary"})
             for h in (64, 128) for n in (False, True) for d in (0.0, 0.2, 0.5)],
 }

@@ -10,8 +10,8 @@ an inner history
     y = 1 for each drug they start in the inner window that they had not taken before.
 
 Patients who start nothing are examples too. ``covariates`` (any of sex, age, conditions, care_site; see
-:mod:`recommend.patients`) add the patient's sex, age band and past diagnoses at the inner
-prediction time to ``x``; the run must give the PERSON / CONDITION_OCCURRENCE tables. With the
+:mod:`recommend.patients`) add the patient's sex, age band, past diagnoses at the inner
+prediction time and practice to ``x``; the run must give the PERSON / CONDITION_OCCURRENCE tables. With the
 columns centred, the closed form is
 
     W = (Xc^T Xc + l2 I)^-1 Xc^T Yc,   b = mean(y) - mean(x) W,   score = x W + b,
