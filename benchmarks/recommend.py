@@ -108,13 +108,14 @@ GRIDS: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
             for f in (32, 128) for lr in (0.01, 0.05) for r in (0.001, 0.01, 0.1)],
     "ease": [({"l2": l2}, w) for w in WEIGHTINGS for l2 in (100.0, 1000.0, 10000.0)],
     "newstart": [({"l2": l2}, w) for w in WEIGHTINGS for l2 in (100.0, 1000.0, 10000.0)],
-    # newstart with the patient's sex, age band and past diagnoses (PERSON, CONDITION_OCCURRENCE): the same grid
+    # EASE and newstart with the patient's sex, age band and past diagnoses (PERSON, CONDITION_OCCURRENCE), and with
+    # the practice too for cohorts that have one (PERSON.care_site_id: simulated with practices=...): the same grids
     # (a key that is not a recommender's name names it in its params)
-    "newstart_patients": [({"name": "newstart", "l2": l2, "covariates": ["sex", "age", "conditions"]}, w)
-                          for w in WEIGHTINGS for l2 in (100.0, 1000.0, 10000.0)],
-    # ... and the patient's practice, for cohorts that have one (PERSON.care_site_id: simulated with practices=...)
-    "newstart_practice": [({"name": "newstart", "l2": l2, "covariates": ["sex", "age", "conditions", "care_site"]}, w)
-                          for w in WEIGHTINGS for l2 in (100.0, 1000.0, 10000.0)],
+    **{f"{model}_{inputs}": [({"name": model, "l2": l2, "covariates": covariates}, w)
+                             for w in WEIGHTINGS for l2 in (100.0, 1000.0, 10000.0)]
+       for model in ("ease", "newstart")
+       for inputs, covariates in (("patients", ["sex", "age", "conditions"]),
+                                  ("practice", ["sex", "age", "conditions", "care_site"]))},
     "gru": [({"hidden": h, "new_only": n, "dropout": d, "epochs": 3}, {"scheme": "binary"})
             for h in (64, 128) for n in (False, True) for d in (0.0, 0.2, 0.5)],
 }

@@ -149,7 +149,7 @@ def test_a_diagnosis_decides_the_new_drug_and_the_model_reloads_with_it(tmp_path
     matrix = build_interactions(events, users, items["item"]).matrix
     context = FitContext(items, users, events, None, Weighting(), patients)
     model = NewStartRecommender(l2=1.0, covariates=["conditions"]).with_context(context).fit(matrix)
-    assert model.features.tolist() == ["condition=X"]
+    assert model.covariates.features.tolist() == ["condition=X"]
     # To score: two new patients who took A, the first diagnosed with X.
     now, now_patients = _people([True, False])
     now = now.filter(pl.col("item") == "A")
@@ -159,8 +159,8 @@ def test_a_diagnosis_decides_the_new_drug_and_the_model_reloads_with_it(tmp_path
     assert ids[:, 0].tolist() == [1, 2]  # X -> B, no X -> C
     model.save(tmp_path / "covariates")
     loaded = load_model(tmp_path / "covariates")
-    assert loaded.params() == {"l2": 1.0, "covariates": ["conditions"]} and loaded.features.tolist() == ["condition=X"]
-    with pytest.raises(RuntimeError, match="scores patients from their PERSON and diagnoses: call with_context"):
+    assert loaded.params() == {"l2": 1.0, "covariates": ["conditions"]} and loaded.covariates.features.tolist() == ["condition=X"]
+    with pytest.raises(RuntimeError, match="reads the patients. PERSON and diagnoses: call with_context"):
         loaded.score(np.arange(2), taken)
     np.testing.assert_allclose(loaded.with_context(now_context).score(np.arange(2), taken),
                                model.score(np.arange(2), taken))
@@ -182,5 +182,5 @@ def test_app_run_with_covariates_reads_person_and_conditions(tmp_path):
                                             "persons_without_year_of_birth": 0, "diagnoses": 65332,
                                             "condition_codes": 80}
     assert (tmp_path / "ingest_condition_errors.parquet").is_file()
-    features = load_model(tmp_path / "model").features
+    features = load_model(tmp_path / "model").covariates.features
     assert {"sex=8507", "sex=8532"} <= set(features.tolist()) and any(f.startswith("condition=") for f in features)

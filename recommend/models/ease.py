@@ -1,13 +1,21 @@
-"""EASE (Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", WWW 2019), closed form."""
+"""EASE (Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", WWW 2019), closed form.
+
+``covariates`` (any of sex, age, conditions, care_site; :mod:`recommend.models.covariates`) append the
+patient's features as columns of X, as side information enters the closed form in Jeunen et al.
+("Closed-form models for collaborative filtering with side-information", RecSys 2020): the Gram
+matrix and B then span items and features, and only the item outputs (columns) of B are kept.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from recommend.models.base import Recommender, register_model, sorted_positions
+from recommend.models.base import FitContext, Recommender, register_model, sorted_positions
+from recommend.models.covariates import CovariateInputs
 from recommend.models.knn import _top_contributions
 
 
@@ -16,33 +24,47 @@ class EASERecommender(Recommender):
     """B = I - P diag(1/diag(P)), P = (X^T X + l2 I)^-1, diag(B) = 0; score = X B.
 
     Items without training interactions have zero rows and columns in B (their block of
-    X^T X + l2 I is diagonal), so B is computed over the active items only.
+    X^T X + l2 I is diagonal), so B is computed over the active items only. With covariates, B's rows
+    are the active items then the covariate features, its columns the active items.
     """
 
-    def __init__(self, l2: float = 500.0) -> None:
+    def __init__(self, l2: float = 500.0, covariates: Sequence[str] = ()) -> None:
         if l2 <= 0:
             raise ValueError("l2 must be > 0")
         self.l2 = l2
+        self.covariates = CovariateInputs("ease", covariates)
         self.active: np.ndarray | None = None
         self.B: np.ndarray | None = None
 
     def params(self) -> dict[str, Any]:
-        return {"l2": self.l2}
+        return {"l2": self.l2, "covariates": list(self.covariates.kinds)}
+
+    def with_context(self, context: FitContext) -> EASERecommender:
+        """Only covariates read the context (the patients, at its prediction times); a loaded model with covariates
+        needs it before ``score``."""
+        self.covariates.set_context(context)
+        return self
 
     def fit(self, user_items: sp.csr_matrix) -> EASERecommender:
         self.n_items = user_items.shape[1]
         self.active = np.flatnonzero(user_items.getnnz(axis=0)).astype(np.int64)
         X = user_items[:, self.active].astype(np.float64)
+        if self.covariates:
+            X = sp.hstack([X, self.covariates.fit(np.arange(X.shape[0]))], format="csr")
         gram = np.asarray((X.T @ X).todense())
         gram[np.diag_indices_from(gram)] += self.l2
         P = np.linalg.inv(gram)
         B = P / -np.diag(P)  # column j divided by -P_jj
         B[np.diag_indices_from(B)] = 0.0
-        self.B = B.astype(np.float32)
+        self.B = B[:, :len(self.active)].astype(np.float32)
         return self
 
     def score(self, user_ids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
-        return self._full_columns(user_items[:, self.active] @ self.B)
+        n_active = len(self.active)
+        local = user_items[:, self.active] @ self.B[:n_active]
+        if len(self.covariates.features):
+            local += self.covariates.rows(user_ids) @ self.B[n_active:]
+        return self._full_columns(local)
 
     def _full_columns(self, local: np.ndarray) -> np.ndarray:
         out = np.zeros((local.shape[0], self.n_items), dtype=np.float32)
@@ -57,13 +79,16 @@ class EASERecommender(Recommender):
         return self._full_columns(rows)
 
     def explain(self, user_id: int, user_items: sp.csr_matrix, item_id: int, N: int = 5) -> list[tuple[int, float]]:
-        return linear_explanation(user_items[user_id], self.active, self.active, self.B, item_id, N)
+        """The past drugs that raise ``item_id`` most (covariates, which are not drugs, are left out)."""
+        return linear_explanation(user_items[user_id], self.active, self.active, self.B[:len(self.active)], item_id,
+                                  N)
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {"active": self.active, "B": self.B}
+        return {"active": self.active, "features": self.covariates.features, "B": self.B}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.active, self.B = arrays["active"], arrays["B"]
+        self.covariates.features = arrays.get("features", np.asarray([], dtype=str))  # files saved before covariates
 
 
 def linear_explanation(row: sp.csr_matrix, inputs: np.ndarray, outputs: np.ndarray, weights: np.ndarray, item_id: int,

@@ -31,9 +31,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommend.models.base import FitContext, Recommender, register_model, sorted_positions
+from recommend.models.covariates import CovariateInputs
 from recommend.models.ease import linear_explanation
 from recommend.models.inner import inner_folds
-from recommend.patients import Patients, check_covariates, covariate_matrix
 
 # the inner fold is time_split's test fold; its validation fold goes unused, so its cutoff only has to come earlier
 DEFAULT_SPLIT = {"name": "time", "quantile": 0.8, "validation_quantile": 0.4}
@@ -48,32 +48,22 @@ class NewStartRecommender(Recommender):
         if l2 <= 0:
             raise ValueError("l2 must be > 0")
         self.l2 = l2
-        self.covariates = check_covariates(covariates)
+        self.covariates = CovariateInputs("newstart", covariates)  # inputs after the items, by feature name
         self.context: FitContext | None = None
         self.inputs: np.ndarray | None = None   # input position -> item column
-        self.features = np.asarray([], dtype=str)  # covariate inputs (after the items), by name
         self.outputs: np.ndarray | None = None  # output position -> item column
-        self.W: np.ndarray | None = None        # (items in inputs + features) x outputs
+        self.W: np.ndarray | None = None        # (items in inputs + covariate features) x outputs
         self.bias: np.ndarray | None = None
-        self._context_covariates: sp.csr_matrix | None = None  # the context's patients x features
 
     def params(self) -> dict[str, Any]:
-        return {"l2": self.l2, "covariates": list(self.covariates)}
+        return {"l2": self.l2, "covariates": list(self.covariates.kinds)}
 
     def with_context(self, context: FitContext) -> NewStartRecommender:
         """The run's events (to fit) and patients (to fit and score with covariates); a loaded model that uses
         covariates needs it before ``score``."""
         self.context = context if context.split is not None else replace(context, split=DEFAULT_SPLIT)
-        self._context_covariates = None
+        self.covariates.set_context(self.context)
         return self
-
-    def _patients(self) -> Patients:
-        patients = self.context.patients or Patients()
-        missing = patients.missing(self.covariates)
-        if missing:
-            raise ValueError(f"newstart: covariates {list(self.covariates)} need {' and '.join(missing)}: give "
-                             "usage.tables.person / usage.tables.condition_occurrence, or set recommender.covariates=[]")
-        return patients
 
     def fit(self, user_items: sp.csr_matrix) -> NewStartRecommender:
         if self.context is None:
@@ -90,13 +80,7 @@ class NewStartRecommender(Recommender):
         self.outputs = np.flatnonzero(Y.getnnz(axis=0) > 0)
         X, Y = X[:, self.inputs], Y[:, self.outputs]
         if self.covariates:  # at the inner fold's prediction times, from diagnoses before them
-            history = fold.history if fold.history is not None else self.context.events
-            covariates, features = covariate_matrix(self._patients().before(history), history, self.context.users,
-                                                    self.covariates)
-            covariates = covariates[examples]
-            used = np.flatnonzero(covariates.getnnz(axis=0) > 0)
-            self.features = features[used]
-            X = sp.hstack([X, covariates[:, used]], format="csr", dtype=np.float64)
+            X = sp.hstack([X, self.covariates.fit(examples, fold.history)], format="csr")
         n = X.shape[0]
         mean_x, mean_y = np.asarray(X.mean(axis=0)).ravel(), np.asarray(Y.mean(axis=0)).ravel()
         gram = (X.T @ X).toarray() - n * np.outer(mean_x, mean_x)
@@ -109,22 +93,12 @@ class NewStartRecommender(Recommender):
     def score(self, user_ids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
         n_inputs = len(self.inputs)
         predicted = user_items[:, self.inputs] @ self.W[:n_inputs] + self.bias
-        if len(self.features):
-            predicted += self._covariates()[np.asarray(user_ids)] @ self.W[n_inputs:]
+        if len(self.covariates.features):
+            predicted += self.covariates.rows(user_ids) @ self.W[n_inputs:]
         floor = predicted.min(axis=1, keepdims=True) - 1.0 if predicted.size else 0.0
         out = np.broadcast_to(floor, (user_items.shape[0], self.n_items)).astype(np.float32)
         out[:, self.outputs] = predicted
         return out
-
-    def _covariates(self) -> sp.csr_matrix:
-        """The covariates of the context's patients (matrix rows) at its prediction times, in ``features`` order."""
-        if self.context is None:
-            raise RuntimeError(f"newstart with covariates {list(self.covariates)} scores patients from their PERSON "
-                               "and diagnoses: call with_context(FitContext(..., patients=...)) before score")
-        if self._context_covariates is None:
-            self._context_covariates, _ = covariate_matrix(self._patients(), self.context.events, self.context.users,
-                                                           self.covariates, self.features)
-        return self._context_covariates
 
     def item_similarity(self, item_ids: np.ndarray) -> np.ndarray:
         """Row i: how taking item i moves each item's new-start score (its row of W; 0 for non-inputs)."""
@@ -139,9 +113,9 @@ class NewStartRecommender(Recommender):
                                   item_id, N)
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {"inputs": self.inputs, "features": self.features, "outputs": self.outputs, "W": self.W,
+        return {"inputs": self.inputs, "features": self.covariates.features, "outputs": self.outputs, "W": self.W,
                 "bias": self.bias}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.inputs, self.outputs, self.W, self.bias = arrays["inputs"], arrays["outputs"], arrays["W"], arrays["bias"]
-        self.features = arrays.get("features", np.asarray([], dtype=str))  # files saved before covariates
+        self.covariates.features = arrays.get("features", np.asarray([], dtype=str))  # files saved before covariates

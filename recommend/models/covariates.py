@@ -1,0 +1,66 @@
+"""Patient covariates as extra inputs of a linear model (EASE, newstart): sex, age band, diagnoses, practice.
+
+The model keeps a :class:`CovariateInputs`: the kinds asked for (``covariates=[...]`` in its config),
+the feature names it was fitted with (saved with its weights, so the columns rebuild after loading)
+and the run's context, from which it builds the patients' covariates at the context's prediction
+times (:mod:`recommend.patients`). Scoring needs the context: covariates are not in the matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from recommend.models.base import FitContext
+from recommend.patients import Patients, check_covariates, covariate_matrix
+
+
+class CovariateInputs:
+    """Which covariates a model uses, the features it was fitted with, and its context's patients."""
+
+    def __init__(self, owner: str, kinds: Sequence[str]) -> None:
+        self.owner = owner
+        self.kinds = check_covariates(kinds)
+        self.features = np.asarray([], dtype=str)
+        self.context: FitContext | None = None
+        self._rows: sp.csr_matrix | None = None  # the context's patients x features, built once
+
+    def __bool__(self) -> bool:
+        return bool(self.kinds)
+
+    def set_context(self, context: FitContext) -> None:
+        self.context, self._rows = context, None
+
+    def _patients(self) -> Patients:
+        if self.context is None:
+            raise RuntimeError(f"{self.owner} with covariates {list(self.kinds)} reads the patients' PERSON and "
+                               "diagnoses: call with_context(FitContext(..., patients=...)) first")
+        patients = self.context.patients or Patients()
+        missing = patients.missing(self.kinds)
+        if missing:
+            raise ValueError(f"{self.owner}: covariates {list(self.kinds)} need {' and '.join(missing)}: give "
+                             "usage.tables.person / usage.tables.condition_occurrence, or set recommender.covariates=[]")
+        return patients
+
+    def fit(self, examples: np.ndarray, history: pl.DataFrame | None = None) -> sp.csr_matrix:
+        """Covariates of the context's patients (rows ``examples`` of its matrix) at the prediction times of
+        ``history`` (default: the context's events), diagnoses cut there; the features are those some example has
+        (kept in ``features``)."""
+        patients = self._patients()
+        history = self.context.events if history is None else history
+        matrix, features = covariate_matrix(patients.before(history), history, self.context.users, self.kinds)
+        matrix = matrix[examples]
+        used = np.flatnonzero(matrix.getnnz(axis=0) > 0)
+        self.features = features[used]
+        return matrix[:, used].astype(np.float64)
+
+    def rows(self, user_ids: np.ndarray) -> sp.csr_matrix:
+        """Covariates of the context's patients (matrix rows ``user_ids``) at its prediction times, in ``features``
+        order."""
+        if self._rows is None:
+            self._rows, _ = covariate_matrix(self._patients(), self.context.events, self.context.users, self.kinds,
+                                             self.features)
+        return self._rows[np.asarray(user_ids)]

@@ -1,0 +1,52 @@
+"""EASE with patient covariates: the closed form over [drugs | covariates], what a diagnosis changes, save/load."""
+
+import numpy as np
+import polars as pl
+import pytest
+import scipy.sparse as sp
+
+import recommend  # noqa: F401
+from recommend.interactions import Weighting, build_interactions
+from recommend.models import EASERecommender, FitContext, build_model, load_model
+from recommend.patients import covariate_matrix
+from tests.test_recommend_newstart import _people
+
+ITEMS = pl.DataFrame({"item": ["A", "B", "C", "D"]})
+
+
+def _context(with_x: list[bool]) -> tuple[FitContext, sp.csr_matrix]:
+    events, patients = _people(with_x)
+    users = events["person_id"].unique().sort()
+    return FitContext(ITEMS, users, events, None, Weighting(), patients), build_interactions(events, users,
+                                                                                             ITEMS["item"]).matrix
+
+
+def test_ease_with_covariates_is_ease_over_drugs_and_features():
+    context, matrix = _context([True, False, False] * 10)
+    model = EASERecommender(l2=2.0, covariates=["conditions"]).with_context(context).fit(matrix)
+    assert model.active.tolist() == [0, 1, 2] and model.covariates.features.tolist() == ["condition=X"]
+    covariates, _ = covariate_matrix(context.patients, context.events, context.users, ["conditions"])
+    X = np.hstack([matrix.toarray()[:, :3], covariates.toarray()])
+    P = np.linalg.inv(X.T @ X + 2.0 * np.eye(4))
+    B = P / -np.diag(P)
+    np.fill_diagonal(B, 0.0)
+    np.testing.assert_allclose(model.B, B[:, :3], rtol=1e-4, atol=1e-6)  # rows: A B C, condition=X; columns: A B C
+    np.testing.assert_allclose(model.score(np.arange(3), matrix[:3])[:, :3], (X @ B)[:3, :3], rtol=1e-4, atol=1e-6)
+
+
+def test_a_diagnosis_moves_ease_and_the_model_reloads_with_it(tmp_path):
+    context, matrix = _context([True, False] * 30)
+    model = build_model({"name": "ease", "l2": 1.0, "covariates": ["conditions"]}).with_context(context).fit(matrix)
+    only_a = sp.csr_matrix(np.array([[1, 0, 0, 0], [1, 0, 0, 0]], dtype=np.float32))  # both before their new drug
+    scores = model.score(np.arange(2), only_a)
+    assert scores[0, 1] > scores[0, 2] and scores[1, 2] > scores[1, 1]  # X -> B, no X -> C
+    model.save(tmp_path / "ease")
+    loaded = load_model(tmp_path / "ease")
+    assert loaded.params() == {"l2": 1.0, "covariates": ["conditions"]}
+    with pytest.raises(RuntimeError, match="ease with covariates .* call with_context"):
+        loaded.score(np.arange(2), only_a)
+    np.testing.assert_allclose(loaded.with_context(context).score(np.arange(2), only_a), scores)
+    assert loaded.explain(0, only_a, 1) == model.explain(0, only_a, 1)  # drugs only: A
+    no_patients = FitContext(ITEMS, context.users, context.events, None, Weighting())
+    with pytest.raises(ValueError, match=r"ease: covariates \['sex'\] need the OMOP PERSON table"):
+        EASERecommender(covariates=["sex"]).with_context(no_patients).fit(matrix)
