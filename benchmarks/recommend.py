@@ -344,21 +344,27 @@ def ratio_vs_popularity(rows: list[dict[str, Any]], task: str = "new",
 
 
 def task_b_ratios(name: str, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The issue's ratio (ALS, EASE) and the best of every model measured, over popularity, on task b."""
+    """The issue's ratio (ALS, EASE), the same with their covariate variants (ease_patients, ...) and the best of
+    every model measured, over popularity, on task b."""
     others = sorted({r["model"] for r in rows} - {"popularity"})
+    variants = [m for m in others if m.split("_")[0] in ("als", "ease")]
     return {f"{name}: best(ALS, EASE) / popularity, test NDCG@10 task b": ratio_vs_popularity(rows),
+            f"{name}: best(ALS, EASE, with covariates) / popularity, test NDCG@10 task b":
+                ratio_vs_popularity(rows, models=variants),
             f"{name}: best model / popularity, test NDCG@10 task b": ratio_vs_popularity(rows, models=others)}
 
 
 def merge_results(paths: Sequence[Path]) -> dict[str, Any]:
     """One results file from runs that split the models between them (e.g. two processes side by side): their
-    quality rows per data set, in order; each run's args, commit and start under ``runs``; a data set measured
-    twice for the same model, or on cohorts of other simulator parameters, is refused."""
+    quality rows per data set, in order; each run's args, commit and start under ``runs`` (a merged file brings its
+    own ``runs``, so merging more runs into it keeps them); a data set measured twice for the same model, or on
+    cohorts of other simulator parameters, is refused."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
-    merged: dict[str, Any] = {"benchmark": "recommend",
-                              "runs": {str(p): {k: part.get(k) for k in ("when", "git_commit", "args", "machine",
-                                                                         "load_avg_start", "load_avg_end")}
-                                       for p, part in zip(paths, parts)},
+    runs = {}
+    for path, part in zip(paths, parts):
+        runs |= part.get("runs") or {str(path): {k: part.get(k) for k in ("when", "git_commit", "args", "machine",
+                                                                           "load_avg_start", "load_avg_end")}}
+    merged: dict[str, Any] = {"benchmark": "recommend", "runs": runs,
                               "note": parts[0]["note"], "ingest": [], "als_overhead": {}, "quality": {}, "ratios": {},
                               "synthetic_cohort_parameters": {}}
     for path, part in zip(paths, parts):

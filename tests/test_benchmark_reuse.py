@@ -49,6 +49,11 @@ def test_results_of_runs_that_split_the_models_merge_into_one_table(tmp_path):
     assert merged["ratios"]["sim: best(ALS, EASE) / popularity, test NDCG@10 task b"]["ratio"] == 1.5
     assert merged["ratios"]["sim: best model / popularity, test NDCG@10 task b"]["best"] == "newstart"
     assert set(merged["runs"]) == {str(first), str(second)}
+    (tmp_path / "merged.json").write_text(json.dumps(merged))
+    third = results("c.json", [row("gru", 0.31)], {"seed": 0})
+    again = merge_results([tmp_path / "merged.json", third])  # a merged file keeps the runs it was made of
+    assert set(again["runs"]) == {str(first), str(second), str(third)} and again["runs"][str(first)]["when"] == "a.json"
+    assert merged["ratios"]["sim: best(ALS, EASE, with covariates) / popularity, test NDCG@10 task b"]["best"] == "als"
     with pytest.raises(ValueError, match=r"measures \[\('als', 'new'\), \('newstart', 'new'\)\] again"):
         merge_results([second, second])
     with pytest.raises(ValueError, match="simulated with other parameters"):
