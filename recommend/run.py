@@ -154,8 +154,8 @@ def run_recommend(cfg: DictConfig, out_dir: Path, label: str | None = None) -> d
     report: dict[str, Any] = {"ingest": usage.report.to_dict(), "mapping": mapping.to_dict()}
     if usage.condition_report is not None:
         report["ingest_conditions"] = usage.condition_report.to_dict()
-    if usage.patients.summary():
-        report["patients"] = usage.patients.summary()
+    if patients := usage.patients.summary():
+        report["patients"] = patients
     write_json_atomic(out_dir / "report.json", report)
     folds = split_events(events, OmegaConf.to_container(cfg.usage_split, resolve=True), out_dir / "report.json")
     items = catalog.items(granularity)

@@ -149,7 +149,6 @@ class _ClassSampler:
             rest = members.filter(~pl.col("name").is_in(top))["drug_id"].to_numpy()
             self.members.append(np.concatenate([[named[n] for n in top], rest[rng.permutation(len(rest))]]))
         self.exponent = exponent
-
         self.practice_weights: list[np.ndarray] | None = None  # per class: practices x members
 
     def _weights(self, n: int) -> np.ndarray:
@@ -199,6 +198,7 @@ class _ClassSampler:
         """Catalog drug_id of each (class, rank), gathered from one flat table (no per-row objects)."""
         offsets = np.cumsum([0] + [len(m) for m in self.members[:-1]])
         return pl.Series(np.concatenate(self.members).astype(str)).gather(offsets[class_idx] + ranks)
+
 
 def _draw(rng: np.random.Generator, weights: np.ndarray) -> np.ndarray:
     """One column per row of ``weights`` (rows: unnormalized non-negative weights), by inverse CDF."""
