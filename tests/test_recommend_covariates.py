@@ -8,7 +8,9 @@ import scipy.sparse as sp
 import recommend  # noqa: F401
 from recommend.interactions import Weighting, build_interactions
 from recommend.models import EASERecommender, FitContext, build_model, load_model
-from recommend.patients import covariate_matrix
+from recommend.patients import Patients, covariate_matrix
+from recommend.run import fit_fold
+from recommend.splits import make_split
 from tests.test_recommend_newstart import _people
 
 ITEMS = pl.DataFrame({"item": ["A", "B", "C", "D"]})
@@ -50,3 +52,15 @@ def test_a_diagnosis_moves_ease_and_the_model_reloads_with_it(tmp_path):
     no_patients = FitContext(ITEMS, context.users, context.events, None, Weighting())
     with pytest.raises(ValueError, match=r"ease: covariates \['sex'\] need the OMOP PERSON table"):
         EASERecommender(covariates=["sex"]).with_context(no_patients).fit(matrix)
+
+
+def test_a_fold_hands_its_model_only_the_diagnoses_before_its_prediction_time():
+    events, patients = _people([True, False] * 20)
+    late = patients.conditions.with_columns(start=pl.col("start").dt.offset_by("200d"))  # after the cutoff
+    patients = Patients(None, pl.concat([patients.conditions, late.with_columns(item=pl.lit("Y"))]))
+    fold = make_split(events, {"name": "time", "quantile": 0.6, "validation_quantile": 0.3})["test"]
+    model, _, _ = fit_fold({"name": "ease", "l2": 1.0, "covariates": ["conditions"]}, fold, ITEMS,
+                           events["person_id"].unique().sort(), Weighting(), patients=patients)
+    given = model.covariates.context.patients.conditions
+    assert given["item"].unique().to_list() == ["X"] and (given["start"] < fold.history["reference"][0]).all()
+    assert model.covariates.features.tolist() == ["condition=X"]
