@@ -120,7 +120,7 @@ def benchmark_dataset(name: str, usage: list[str], models: list[str], splits: li
     :func:`model_variants`. ``cold_items`` is drawn once per seed of ``cold_seeds`` (which drugs are held
     out; the models' seeds follow), ``time`` once with seed 0."""
     cfg = _compose("recommend", usage)
-    data = load_usage(OmegaConf.to_container(cfg.usage, resolve=True))
+    data = load_usage(OmegaConf.to_container(cfg.usage, resolve=True), patients=False)
     catalog = DrugCatalog(load_dataset("drugs"), aliases=cfg.catalog.aliases)
     events, _ = map_events(data.events, data.item_kind, catalog, cfg.catalog.granularity, data.vocabulary)
     items, users = catalog.items(cfg.catalog.granularity), events["person_id"].unique().sort()

@@ -77,7 +77,7 @@ from recommend.ingest import load_usage  # noqa: E402
 from recommend.interactions import Interactions, Weighting, build_interactions  # noqa: E402
 from recommend.mapping import DrugCatalog, map_events  # noqa: E402
 from recommend.models import build_model  # noqa: E402
-from recommend.patients import Patients  # noqa: E402
+from recommend.patients import Patients, uses_covariates  # noqa: E402
 from recommend.run import fit_fold  # noqa: E402
 from recommend.simulate import SIDECAR, cached_cohort, cohort_settings  # noqa: E402
 from recommend.splits import Fold, make_split  # noqa: E402
@@ -152,9 +152,10 @@ def datasets(args: argparse.Namespace) -> dict[str, tuple[str, Path | None]]:
     return out
 
 
-def prepare(cfg: Any) -> tuple[pl.DataFrame, pl.Series, dict[str, Fold], Patients]:
-    """Catalog items, matrix users, folds and patients (PERSON, diagnoses), exactly as ``recommend.run`` builds them."""
-    usage = load_usage(OmegaConf.to_container(cfg.usage, resolve=True))
+def prepare(cfg: Any, patients: bool = False) -> tuple[pl.DataFrame, pl.Series, dict[str, Fold], Patients]:
+    """Catalog items, matrix users, folds and patients (PERSON, diagnoses; read if ``patients``, for models with
+    covariates), exactly as ``recommend.run`` builds them."""
+    usage = load_usage(OmegaConf.to_container(cfg.usage, resolve=True), patients=patients)
     catalog = DrugCatalog(load_dataset("drugs"), aliases=cfg.catalog.aliases)
     events, _ = map_events(usage.events, usage.item_kind, catalog, cfg.catalog.granularity, usage.vocabulary)
     folds = make_split(events, OmegaConf.to_container(cfg.usage_split, resolve=True))
@@ -176,7 +177,9 @@ def ingest_worker(usage: str, cohort: str | None) -> dict[str, Any]:
         stages.append({"stage": name, "seconds": round(time.perf_counter() - start, 3), "peak_rss_mib": _vm_hwm_mib()})
         return value
 
-    state["usage"] = stage("read+validate", lambda: load_usage(OmegaConf.to_container(cfg.usage, resolve=True)))
+    # as recommend.run reads it for a model without covariates (the default)
+    state["usage"] = stage("read+validate", lambda: load_usage(OmegaConf.to_container(cfg.usage, resolve=True),
+                                                               patients=False))
     catalog = DrugCatalog(load_dataset("drugs"), aliases=cfg.catalog.aliases)
     u = state["usage"]
     events, _ = stage("map", lambda: map_events(u.events, u.item_kind, catalog, cfg.catalog.granularity, u.vocabulary))
@@ -441,7 +444,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if "als" in args.skip and not quality:
             continue
         cfg = compose_cfg(usage, path)
-        items, users, folds, patients = prepare(cfg)
+        items, users, folds, patients = prepare(cfg, any(uses_covariates(GRIDS[m]) for m in args.models))
         cache = FoldCache(items, users, folds, args.eval_patients, args.seed, patients)
         if "als" not in args.skip:
             result["als_overhead"][name] = als_overhead(cache.matrix("test", {"scheme": "binary"}), args.als_factors,

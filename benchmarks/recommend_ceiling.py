@@ -123,7 +123,7 @@ def popularity_within(matrix: sp.csr_matrix, group_of_row: np.ndarray, rows: np.
 def ceiling(n_patients: int, sim_root: Path, tuned: Path, tuned_dataset: str | None,
             models: list[str] | None, overrides: list[str]) -> dict[str, Any]:
     root = simulated(n_patients, sim_root, overrides=overrides)
-    items, users, folds, patients = prepare(compose_cfg("simulated", root))
+    items, users, folds, patients = prepare(compose_cfg("simulated", root), patients=True)
     fold = folds["test"]
     train: Interactions = build_interactions(fold.history, users, items["item"], progress=False)
     acute_concepts = [c["concept_id"] for c in OmegaConf.to_container(_compose("simulate", []).acute).values()]

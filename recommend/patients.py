@@ -15,9 +15,10 @@ PERSON, where prescribing habits live).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -68,6 +69,15 @@ class Patients:
                  "conditions": ("the OMOP CONDITION_OCCURRENCE table", self.conditions is not None),
                  "care_site": ("a care_site_id column in PERSON", has_sites)}
         return sorted({needs[c][0] for c in covariates if not needs[c][1]})
+
+
+def uses_covariates(config: Any) -> bool:
+    """Whether a recommender config (or any config nested in it, e.g. a hybrid's parts) asks for covariates."""
+    if isinstance(config, Mapping):
+        return bool(config.get("covariates")) or any(uses_covariates(v) for v in config.values())
+    if isinstance(config, (list, tuple)):
+        return any(uses_covariates(v) for v in config)
+    return False
 
 
 def check_covariates(covariates: Sequence[str]) -> tuple[str, ...]:

@@ -44,7 +44,7 @@ from recommend.ingest import load_usage
 from recommend.interactions import Interactions, Weighting, build_interactions, pair_matrix
 from recommend.mapping import DrugCatalog, map_events
 from recommend.models import FitContext, Recommender, build_model
-from recommend.patients import Patients
+from recommend.patients import Patients, uses_covariates
 from recommend.plots import content_of, write_neighbourhood
 from recommend.safety import InteractionSpec, screen_fold
 from recommend.splits import Fold, excluded_items, make_split
@@ -146,7 +146,8 @@ def run_recommend(cfg: DictConfig, out_dir: Path, label: str | None = None) -> d
     seed_everything(cfg.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     usage_spec = OmegaConf.to_container(cfg.usage, resolve=True)
-    usage = load_usage(usage_spec)
+    recommender = OmegaConf.to_container(cfg.recommender, resolve=True)
+    usage = load_usage(usage_spec, patients=uses_covariates(recommender))
     catalog = DrugCatalog(load_dataset("drugs"), aliases=cfg.catalog.aliases)
     granularity = cfg.catalog.granularity
     events, mapping = map_events(usage.events, usage.item_kind, catalog, granularity, usage.vocabulary)
@@ -163,7 +164,6 @@ def run_recommend(cfg: DictConfig, out_dir: Path, label: str | None = None) -> d
     weighting = Weighting(**OmegaConf.to_container(cfg.weighting, resolve=True))
     tasks = OmegaConf.to_container(cfg.evaluate.tasks, resolve=True)
     split = OmegaConf.to_container(cfg.usage_split, resolve=True)
-    recommender = OmegaConf.to_container(cfg.recommender, resolve=True)
     metrics: dict[str, Any] = {"label": label or recommender["name"], "recommender": recommender}
     config = OmegaConf.to_container(cfg, resolve=True)
     logger = start_logger(cfg.logger, out_dir, "recommend.run", config)  # params: the model's and the trial's

@@ -64,3 +64,11 @@ def test_a_fold_hands_its_model_only_the_diagnoses_before_its_prediction_time():
     given = model.covariates.context.patients.conditions
     assert given["item"].unique().to_list() == ["X"] and (given["start"] < fold.history["reference"][0]).all()
     assert model.covariates.features.tolist() == ["condition=X"]
+
+
+def test_only_configs_that_ask_for_covariates_read_the_patient_tables():
+    from recommend.patients import uses_covariates
+
+    assert not uses_covariates({"name": "ease", "l2": 1.0, "covariates": []})
+    assert uses_covariates({"name": "hybrid", "behaviour": [{"name": "ease", "covariates": ["sex"]}]})
+    assert not uses_covariates([({"name": "newstart"}, {"scheme": "binary"})])
