@@ -301,8 +301,8 @@ def load_usage(spec: Mapping[str, Any], patients: bool = True) -> Usage:
     """Read usage records as a ``usage/`` config describes them (``format``: omop, mimic, table).
 
     ``patients=False`` skips the OMOP PERSON and CONDITION_OCCURRENCE tables the spec names: only
-    models with covariates read them, and a cohort's diagnoses cost memory (0.26 GiB more at the ingest
-    peak of a 10 M-exposure synthetic cohort, 4.0 GiB against 3.7 GiB).
+    models with covariates read them, and diagnoses cost memory (the synthetic cohort has 4 of them for
+    every 10 exposures).
     """
     fmt = spec["format"]
     columns = spec.get("columns") or None
