@@ -246,8 +246,10 @@ def with_patients(usage: Usage, person: Path | None, condition_occurrence: Path 
     persons = read_omop_person(person) if person else None
     conditions, report = read_omop_conditions(condition_occurrence, date_format) if condition_occurrence else (None, None)
     files = [*usage.files, *(Path(p) for p in (person, condition_occurrence) if p)]
+    concept = usage.vocabulary.get("concept")
+    names = None if concept is None else dict(zip(concept["concept_id"].cast(pl.String), concept["concept_name"]))
     return replace(usage, patients=Patients(persons, None if conditions is None else
-                                            conditions.select("person_id", "item", "start")),
+                                            conditions.select("person_id", "item", "start"), names),
                    condition_report=report, files=files)
 
 

@@ -27,6 +27,7 @@ import scipy.sparse as sp
 COVARIATES = ("sex", "age", "conditions", "care_site")
 AGE_BAND_YEARS = 10
 OLDEST_BAND = 90  # ages 90 and over share a band
+SEXES = {"8507": "male", "8532": "female"}  # OMOP gender concepts
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Patients:
 
     persons: pl.DataFrame | None = None
     conditions: pl.DataFrame | None = None
+    condition_names: Mapping[str, str] | None = None  # concept id -> name (from CONCEPT, when given)
 
     def before(self, history: pl.DataFrame) -> Patients:
         """Diagnoses strictly before each patient's prediction time (``history``'s ``reference``).
@@ -47,7 +49,19 @@ class Patients:
         references = _references(history)
         kept = (self.conditions.join(references, on="person_id", how="inner")
                 .filter(pl.col("start") < pl.col("reference")).drop("reference"))
-        return Patients(self.persons, kept)
+        return Patients(self.persons, kept, self.condition_names)
+
+    def label(self, feature: str) -> str:
+        """A feature in words: ``condition=320128`` -> ``diagnosis: Essential hypertension`` (its CONCEPT name when
+        known), ``age=60`` -> ``age 60-69``, ``sex=8532`` -> ``sex: female``, ``care_site=3`` -> ``practice 3``."""
+        kind, _, value = feature.partition("=")
+        if kind == "condition":
+            return f"diagnosis: {(self.condition_names or {}).get(value, value)}"
+        if kind == "age":
+            return f"age {value}+" if int(value) >= OLDEST_BAND else f"age {value}-{int(value) + AGE_BAND_YEARS - 1}"
+        if kind == "sex":
+            return f"sex: {SEXES.get(value, value)}"
+        return f"practice {value}" if kind == "care_site" else feature
 
     def summary(self) -> dict[str, int]:
         """What the tables hold, for the run's report: rows, and the PERSON rows a covariate cannot use."""

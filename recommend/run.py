@@ -52,12 +52,14 @@ from recommend.splits import Fold, excluded_items, make_split
 
 def recommendation_table(
     model: Recommender, train: Interactions, fold: Fold, items: pl.DataFrame, top_k: int, exclude: str,
-    n_explain: int,
+    n_explain: int, patients: Patients | None = None,
 ) -> pl.DataFrame:
     """Top-K per patient with a history at the fold's prediction time, with explanations.
 
     ``explanation`` lists the names of the patient's past items that contribute most
     to the score (models whose scores do not decompose over past items give none).
+    Models with covariates add ``patient_explanation``: the patient's features (diagnoses, age
+    band, sex, practice; labelled by ``patients``) that raise the drug's score most.
     """
     persons = fold.history["person_id"].unique().sort()
     rows = train.rows(persons)
@@ -65,22 +67,26 @@ def recommendation_table(
     mask = pair_matrix(excluded_items(fold, exclude), persons, train)
     ids, scores = model.recommend(rows, user_items, N=top_k, filter_already_liked_items=False, exclude=mask)
     names = items["name"].to_list()
+    label = (patients or Patients()).label
     records = []
     for position, (row, person) in enumerate(zip(rows, persons.to_list())):
         valid = ids[position] >= 0
         explained = model.explain_many(int(row), train.matrix, ids[position][valid], N=n_explain)
         for rank, (item, score, because) in enumerate(zip(ids[position][valid], scores[position][valid], explained)):
+            patient = [label(f) for f, _ in model.explain_patient(int(row), int(item), n_explain)]
             records.append((person, rank + 1, int(item), float(score), [names[j] for j, _ in because],
-                            [round(c, 6) for _, c in because]))
+                            [round(c, 6) for _, c in because], patient))
     table = pl.DataFrame(
         records, orient="row",
         schema={"person_id": persons.dtype, "rank": pl.Int32, "column": pl.Int64, "score": pl.Float64,
-                "explanation": pl.List(pl.String), "contribution": pl.List(pl.Float64)},
+                "explanation": pl.List(pl.String), "contribution": pl.List(pl.Float64),
+                "patient_explanation": pl.List(pl.String)},
     )
     catalog = items.with_row_index("column").with_columns(pl.col("column").cast(pl.Int64))
     return table.join(catalog, on="column", how="left").select(
         "person_id", "rank", pl.col("item").alias("drug_id"), pl.col("name").alias("drug_name"),
         pl.col("atc").alias("atc_code"), "score", "explanation", "contribution",
+        *(["patient_explanation"] if model.params().get("covariates") else []),
     ).sort("person_id", "rank")
 
 
@@ -182,7 +188,7 @@ def run_recommend(cfg: DictConfig, out_dir: Path, label: str | None = None) -> d
     write_parquet_atomic(items.with_row_index("column"), out_dir / "items.parquet")
     screen = InteractionSpec.from_config(cfg.get("interactions"))  # interaction screen; remove ranks deeper to backfill
     table = recommendation_table(model, train, fold, items, screen.depth(cfg.output.top_k), cfg.output.exclude,
-                                 cfg.output.explain)
+                                 cfg.output.explain, usage.patients)
     table, report["interactions"] = screen_fold(table, fold, screen, cfg.output.top_k, granularity, catalog.ids, out_dir)
     table = with_descriptions(table, model)
     write_parquet_atomic(table, out_dir / "recommendations.parquet")

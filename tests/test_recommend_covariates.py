@@ -49,6 +49,8 @@ def test_a_diagnosis_moves_ease_and_the_model_reloads_with_it(tmp_path):
         loaded.score(np.arange(2), only_a)
     np.testing.assert_allclose(loaded.with_context(context).score(np.arange(2), only_a), scores)
     assert loaded.explain(0, only_a, 1) == model.explain(0, only_a, 1)  # drugs only: A
+    (feature, contribution), = model.explain_patient(0, 1)  # B for the patient with X: because of X
+    assert feature == "condition=X" and contribution > 0 and model.explain_patient(1, 1) == []
     no_patients = FitContext(ITEMS, context.users, context.events, None, Weighting())
     with pytest.raises(ValueError, match=r"ease: covariates \['sex'\] need the OMOP PERSON table"):
         EASERecommender(covariates=["sex"]).with_context(no_patients).fit(matrix)

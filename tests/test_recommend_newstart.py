@@ -100,6 +100,7 @@ def test_app_run_on_eunomia_beats_ease_on_new_drugs(tmp_path):
     loaded = load_model(tmp_path / "model")
     assert isinstance(loaded, NewStartRecommender) and loaded.l2 == 1000.0
     recs = pl.read_parquet(tmp_path / "recommendations.parquet")
+    assert "patient_explanation" not in recs.columns  # only models with covariates explain by them
     assert recs["explanation"].list.len().max() > 0  # past drugs that raised the new drug's score
 
 
@@ -164,6 +165,7 @@ def test_a_diagnosis_decides_the_new_drug_and_the_model_reloads_with_it(tmp_path
         loaded.score(np.arange(2), taken)
     np.testing.assert_allclose(loaded.with_context(now_context).score(np.arange(2), taken),
                                model.score(np.arange(2), taken))
+    assert [f for f, _ in loaded.explain_patient(0, 1)] == ["condition=X"] and loaded.explain_patient(1, 1) == []
     no_tables = FitContext(items, users, events, None, Weighting())
     with pytest.raises(ValueError, match=r"need the OMOP PERSON table: give usage.tables.person"):
         NewStartRecommender(covariates=["sex"]).with_context(no_tables).fit(matrix)
@@ -184,3 +186,8 @@ def test_app_run_with_covariates_reads_person_and_conditions(tmp_path):
     assert (tmp_path / "ingest_condition_errors.parquet").is_file()
     features = load_model(tmp_path / "model").covariates.features
     assert {"sex=8507", "sex=8532"} <= set(features.tolist()) and any(f.startswith("condition=") for f in features)
+    because = pl.read_parquet(tmp_path / "recommendations.parquet")["patient_explanation"].explode().drop_nulls()
+    assert "diagnosis: Osteoarthritis" in because.to_list()  # condition concepts named from the CONCEPT table
+    labels = Patients(condition_names={"320128": "Essential hypertension"}).label
+    assert [labels(f) for f in ("condition=320128", "condition=1", "age=60", "age=90", "sex=8532", "care_site=3")] == [
+        "diagnosis: Essential hypertension", "diagnosis: 1", "age 60-69", "age 90+", "sex: female", "practice 3"]

@@ -122,6 +122,11 @@ class Recommender(ABC):
         """
         return []
 
+    def explain_patient(self, user_id: int, item_id: int, N: int = 5) -> list[tuple[str, float]]:
+        """The patient's covariate features (``sex=…``, ``age=…``, ``condition=…``, ``care_site=…``) that raise
+        ``item_id``'s score most: ``[(feature, contribution)]``; models without covariates return ``[]``."""
+        return []
+
     def explain_many(
         self, user_id: int, user_items: sp.csr_matrix, item_ids: np.ndarray, N: int = 5
     ) -> list[list[tuple[int, float]]]:

@@ -15,6 +15,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from recommend.models.base import FitContext
+from recommend.models.knn import _top_contributions
 from recommend.patients import Patients, check_covariates, covariate_matrix
 
 
@@ -56,6 +57,14 @@ class CovariateInputs:
         used = np.flatnonzero(matrix.getnnz(axis=0) > 0)
         self.features = features[used]
         return matrix[:, used].astype(np.float64)
+
+    def explain(self, user_id: int, weights: np.ndarray, N: int) -> list[tuple[str, float]]:
+        """The patient's features with the largest positive ``value * weights[feature]``, best first."""
+        if not len(self.features):
+            return []
+        row = self.rows(np.array([user_id]))
+        return [(str(self.features[j]), c)
+                for j, c in _top_contributions(row.indices, row.data * weights[row.indices], N)]
 
     def rows(self, user_ids: np.ndarray) -> sp.csr_matrix:
         """Covariates of the context's patients (matrix rows ``user_ids``) at its prediction times, in ``features``

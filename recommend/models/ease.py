@@ -83,6 +83,10 @@ class EASERecommender(Recommender):
         return linear_explanation(user_items[user_id], self.active, self.active, self.B[:len(self.active)], item_id,
                                   N)
 
+    def explain_patient(self, user_id: int, item_id: int, N: int = 5) -> list[tuple[str, float]]:
+        (position,), (active,) = sorted_positions(self.active, np.array([item_id]))
+        return self.covariates.explain(user_id, self.B[len(self.active):, position], N) if active else []
+
     def _state(self) -> dict[str, np.ndarray]:
         return {"active": self.active, "features": self.covariates.features, "B": self.B}
 

@@ -112,6 +112,10 @@ class NewStartRecommender(Recommender):
         return linear_explanation(user_items[user_id], self.inputs, self.outputs, self.W[:len(self.inputs)],
                                   item_id, N)
 
+    def explain_patient(self, user_id: int, item_id: int, N: int = 5) -> list[tuple[str, float]]:
+        (position,), (is_output,) = sorted_positions(self.outputs, np.array([item_id]))
+        return self.covariates.explain(user_id, self.W[len(self.inputs):, position], N) if is_output else []
+
     def _state(self) -> dict[str, np.ndarray]:
         return {"inputs": self.inputs, "features": self.covariates.features, "outputs": self.outputs, "W": self.W,
                 "bias": self.bias}
