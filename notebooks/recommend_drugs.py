@@ -3,7 +3,7 @@
 #
 # Simulate a small **synthetic** OMOP cohort from the real drug catalog, fit ALS and EASE on a
 # global time split, look at one patient's history beside their recommendations with the
-# explanations, then ask the content model for "drugs like atorvastatin" with its reasons, summaries and
+# explanations (and newstart's, which also reads the patient's diagnoses), then ask the content model for "drugs like atorvastatin" with its reasons, summaries and
 # keywords. The same functions as `python -m recommend.simulate` and `python -m recommend.run`; a real
 # OMOP `DRUG_EXPOSURE` table drops in through `usage=omop`. Percent-format script (jupytext).
 
@@ -74,6 +74,19 @@ print(f"patient {person} (synthetic), cutoff {cutoff[:10]}:")
 print(history)
 print(recommendations.filter(pl.col("person_id") == person).select("rank", "drug_name", "atc_code", "score",
                                                                   "explanation"))
+
+# %% [markdown]
+# ## New drugs from the whole record: newstart with the patient's diagnoses, age band and sex
+# `newstart` is trained on task (b) itself; `covariates` add the OMOP PERSON and CONDITION_OCCURRENCE
+# tables (cut at the cutoff). `patient_explanation` lists the features that raise each drug most.
+
+# %%
+newstart = run("newstart", "recommender.covariates=[sex,age,conditions]")
+print({"newstart + covariates, task b ndcg@10": round(newstart["metrics"]["test"]["tasks"]["new"]["ndcg@10"], 4),
+       "ease": round(results["ease"]["metrics"]["test"]["tasks"]["new"]["ndcg@10"], 4)})
+with pl.Config(fmt_str_lengths=80, tbl_width_chars=200):
+    print(pl.read_parquet(work / "newstart" / "recommendations.parquet").filter(pl.col("person_id") == person)
+          .select("rank", "drug_name", "explanation", "patient_explanation").head(5))
 
 # %% [markdown]
 # ## Content-based: drugs like atorvastatin, and why

@@ -240,14 +240,26 @@ def read_omop_conditions(path: str | Path, date_format: str | None = None) -> tu
     return validate_events(scan_table(path), columns, str(path), date_format, integer_ids=True)
 
 
+def condition_names(concept: pl.DataFrame | None, condition_occurrence: Path) -> dict[str, str]:
+    """Condition concept id -> a name: its CONCEPT name when the vocabulary is given, else the commonest
+    ``condition_source_value`` written with it (e.g. the synthetic cohort's ``hypertension``)."""
+    if concept is not None:
+        return dict(zip(concept["concept_id"].cast(pl.String), concept["concept_name"]))
+    lf = scan_table(condition_occurrence)
+    if "condition_source_value" not in lf.collect_schema().names():
+        return {}
+    pairs = (lf.select(code=pl.col("condition_concept_id").cast(pl.String), name=pl.col("condition_source_value"))
+             .drop_nulls().group_by("code").agg(pl.col("name").mode().sort().first()).collect())
+    return dict(zip(pairs["code"], pairs["name"]))
+
+
 def with_patients(usage: Usage, person: Path | None, condition_occurrence: Path | None,
                   date_format: str | None = None) -> Usage:
     """``usage`` with the PERSON and CONDITION_OCCURRENCE tables read in (each optional) as its ``patients``."""
     persons = read_omop_person(person) if person else None
     conditions, report = read_omop_conditions(condition_occurrence, date_format) if condition_occurrence else (None, None)
     files = [*usage.files, *(Path(p) for p in (person, condition_occurrence) if p)]
-    concept = usage.vocabulary.get("concept")
-    names = None if concept is None else dict(zip(concept["concept_id"].cast(pl.String), concept["concept_name"]))
+    names = condition_names(usage.vocabulary.get("concept"), condition_occurrence) if conditions is not None else None
     return replace(usage, patients=Patients(persons, None if conditions is None else
                                             conditions.select("person_id", "item", "start"), names),
                    condition_report=report, files=files)

@@ -170,6 +170,9 @@ def test_recommend_ingests_the_output_through_its_omop_path(written, data, drugs
         "usage=simulated", f"usage.cohort={written}"])["usage"]
     usage = load_usage(spec)
     assert usage.item_kind == "drug_id" and usage.report.rows_read == data.drug_exposure.height
+    assert usage.patients.persons.height == N and usage.patients.conditions.height == data.condition_occurrence.height
+    # no CONCEPT table: conditions are named by the source value the simulator writes
+    assert usage.patients.label("condition=320128") == "diagnosis: hypertension"
     catalog = DrugCatalog(drugs)
     events, report = map_events(usage.events, usage.item_kind, catalog)
     assert report.events_mapped == report.events and report.items_used > 100
