@@ -108,17 +108,15 @@ GRIDS: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
             for f in (32, 128) for lr in (0.01, 0.05) for r in (0.001, 0.01, 0.1)],
     "ease": [({"l2": l2}, w) for w in WEIGHTINGS for l2 in (100.0, 1000.0, 10000.0)],
     "newstart": [({"l2": l2}, w) for w in WEIGHTINGS for l2 in (100.0, 1000.0, 10000.0)],
-    # EASE and newstart with the patient's sex, age band and past diagnoses (PERSON, CONDITION_OCCURRENCE), and with
-    # the practice too for cohorts that have one (PERSON.care_site_id: simulated with practices=...): the same grids
-    # (a key that is not a recommender's name names it in its params)
-    **{f"{model}_{inputs}": [({"name": model, "l2": l2, "covariates": covariates}, w)
-                             for w in WEIGHTINGS for l2 in (100.0, 1000.0, 10000.0)]
-       for model in ("ease", "newstart")
-       for inputs, covariates in (("patients", ["sex", "age", "conditions"]),
-                                  ("practice", ["sex", "age", "conditions", "care_site"]))},
     "gru": [({"hidden": h, "new_only": n, "dropout": d, "epochs": 3}, {"scheme": "binary"})
             for h in (64, 128) for n in (False, True) for d in (0.0, 0.2, 0.5)],
 }
+# ALS, EASE and newstart with the patient's sex, age band and past diagnoses (PERSON, CONDITION_OCCURRENCE), and with
+# the practice too for cohorts that have one (PERSON.care_site_id: simulated with practices=...): their own grids,
+# point for point (a key that is not a recommender's name names it in its params)
+COVARIATE_SETS = {"patients": ["sex", "age", "conditions"], "practice": ["sex", "age", "conditions", "care_site"]}
+GRIDS |= {f"{model}_{inputs}": [({"name": model, **params, "covariates": covariates}, w) for params, w in GRIDS[model]]
+          for model in ("als", "ease", "newstart") for inputs, covariates in COVARIATE_SETS.items()}
 
 
 # ---------------------------------------------------------------------------------- data
@@ -279,13 +277,14 @@ def tune_and_test(cache: FoldCache, tasks: Mapping[str, Any], models: list[str],
     rows = []
     for name in models:
         grid = GRIDS[name][:grid_size]
-        if name == "als":
+        model = grid[0][0].get("name", name)  # als_patients: als
+        if model == "als":
             scale = als_regularization_scale(len(cache.users))
             grid = [({**params, "regularization": params["regularization"] * scale}, w) for params, w in grid]
         validation = []
         for params, weighting in grid:
-            params = {**params, **({"random_state": seed} if name in ("als", "bpr") else {}),
-                      **({"seed": seed} if name == "gru" else {})}
+            params = {**params, **({"random_state": seed} if model in ("als", "bpr") else {}),
+                      **({"seed": seed} if model == "gru" else {})}
             metrics, seconds = cache.evaluate(name, params, weighting, "validation", tasks)
             validation.append((params, weighting, metrics, seconds))
             print(f"  {name:10s} {json.dumps(params):80s} {weighting['scheme']:8s} fit {seconds:7.2f} s  "

@@ -74,3 +74,28 @@ def test_only_configs_that_ask_for_covariates_read_the_patient_tables():
     assert not uses_covariates({"name": "ease", "l2": 1.0, "covariates": []})
     assert uses_covariates({"name": "hybrid", "behaviour": [{"name": "ease", "covariates": ["sex"]}]})
     assert not uses_covariates([({"name": "newstart"}, {"scheme": "binary"})])
+
+
+def test_als_takes_covariates_as_pseudo_items_and_reloads_with_them(tmp_path):
+    # 20 patients with X took A and B, 20 without X took A and C; the last 10 took only A, half of them with X.
+    with_x = [True] * 20 + [False] * 20 + [True] * 5 + [False] * 5
+    events, patients = _people(with_x)
+    events = events.filter((pl.col("person_id") < 40) | (pl.col("item") == "A"))
+    users = events["person_id"].unique().sort()
+    context = FitContext(ITEMS, users, events, None, Weighting(), patients)
+    matrix = build_interactions(events, users, ITEMS["item"]).matrix
+    params = {"name": "als", "factors": 4, "regularization": 0.1, "iterations": 30, "random_state": 0}
+    model = build_model({**params, "covariates": ["conditions"]}).with_context(context).fit(matrix)
+    assert model.n_items == 4 and model.model.item_factors.shape[0] == 5  # A B C D + condition=X
+    only_a = np.arange(40, 50)  # rows: 40-44 with X, 45-49 without
+    scores = model.score(only_a, matrix[only_a])
+    b_over_c = scores[:, 1] - scores[:, 2]
+    assert scores.shape == (10, 4) and b_over_c[:5].min() > b_over_c[5:].max()  # X -> B rather than C
+    plain = build_model(params).fit(matrix).score(only_a, matrix[only_a])
+    np.testing.assert_allclose(plain[:5], plain[5:], atol=1e-5)  # from the drugs alone the two halves are alike
+    assert all(j < 4 for j, _ in model.explain(0, matrix, 1))  # past drugs only
+    model.save(tmp_path / "als")
+    loaded = load_model(tmp_path / "als").with_context(context)
+    assert loaded.params()["covariates"] == ["conditions"] and loaded.covariates.features.tolist() == ["condition=X"]
+    np.testing.assert_allclose(loaded.score(only_a, matrix[only_a]), scores)
+    assert loaded.explain(0, matrix, 1) == model.explain(0, matrix, 1)

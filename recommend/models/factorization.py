@@ -1,15 +1,22 @@
-"""Matrix factorization with implicit (CPU): ALS (Hu, Koren & Volinsky 2008) and BPR (Rendle 2009)."""
+"""Matrix factorization with implicit (CPU): ALS (Hu, Koren & Volinsky 2008) and BPR (Rendle 2009).
+
+ALS takes patient ``covariates`` (sex, age band, diagnoses, practice; :mod:`recommend.models.covariates`)
+as pseudo-items: binary columns appended to the matrix, so each patient's factors are fitted on their
+drugs and features together; only the real items are scored.
+"""
 
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from recommend.models.base import Recommender, register_model
+from recommend.models.base import FitContext, Recommender, register_model
+from recommend.models.covariates import CovariateInputs
 
 
 class FactorModel(Recommender):
@@ -40,11 +47,11 @@ class FactorModel(Recommender):
         return self
 
     def score(self, user_ids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
-        return self.model.user_factors[user_ids] @ self.model.item_factors.T
+        return self.model.user_factors[user_ids] @ self.model.item_factors[:self.n_items].T
 
     def item_similarity(self, item_ids: np.ndarray) -> np.ndarray:
         """Cosine similarity of item factors."""
-        factors = self.model.item_factors
+        factors = self.model.item_factors[:self.n_items]
         norms = np.linalg.norm(factors, axis=1)
         norms[norms == 0] = 1.0
         unit = factors / norms[:, None]
@@ -64,14 +71,31 @@ class ALSRecommender(FactorModel):
     """Weighted ALS for implicit feedback (confidence 1 + alpha * weight), seeded."""
 
     def __init__(self, factors: int = 100, regularization: float = 0.01, alpha: float = 1.0, iterations: int = 15,
-                 random_state: int = 0, num_threads: int = 1) -> None:
+                 random_state: int = 0, num_threads: int = 1, covariates: Sequence[str] = ()) -> None:
+        self.covariates = CovariateInputs("als", covariates)  # pseudo-items after the items
         super().__init__(factors=factors, regularization=regularization, alpha=alpha, iterations=iterations,
                          random_state=random_state, num_threads=num_threads)
+
+    def params(self) -> dict[str, Any]:
+        return {**self._params, "covariates": list(self.covariates.kinds)}
 
     def _implicit(self):
         from implicit.cpu.als import AlternatingLeastSquares
 
         return AlternatingLeastSquares(**self._params)
+
+    def with_context(self, context: FitContext) -> ALSRecommender:
+        """Only covariates read the context (the patients, at its prediction times)."""
+        self.covariates.set_context(context)
+        return self
+
+    def fit(self, user_items: sp.csr_matrix) -> ALSRecommender:
+        n_items = user_items.shape[1]
+        if self.covariates:
+            user_items = sp.hstack([user_items, self.covariates.fit(np.arange(user_items.shape[0]))], format="csr")
+        super().fit(user_items)
+        self.n_items = n_items
+        return self
 
     def explain(self, user_id: int, user_items: sp.csr_matrix, item_id: int, N: int = 5) -> list[tuple[int, float]]:
         """implicit's ALS explanation: each past item's share of the (exactly re-solved) user score."""
@@ -80,13 +104,25 @@ class ALSRecommender(FactorModel):
     def explain_many(
         self, user_id: int, user_items: sp.csr_matrix, item_ids: np.ndarray, N: int = 5
     ) -> list[list[tuple[int, float]]]:
+        """Past drugs only: a model with covariates re-solves the patient with their features too, and leaves the
+        features out of the explanation."""
         # One patient's row as a 1-row matrix: implicit rescales the whole matrix it is given.
         row = sp.csr_matrix(user_items[user_id], dtype=np.float32)
+        if len(self.covariates.features):
+            row = sp.hstack([row, self.covariates.rows(np.array([user_id]))], format="csr", dtype=np.float32)
         weights, out = None, []
         for item in item_ids:
-            _, contributions, weights = self.model.explain(0, row, int(item), user_weights=weights, N=N)
-            out.append([(int(j), float(value)) for j, value in contributions if value > 0])
+            _, contributions, weights = self.model.explain(0, row, int(item), user_weights=weights,
+                                                           N=N + len(self.covariates.features))
+            out.append([(int(j), float(value)) for j, value in contributions if value > 0 and j < self.n_items][:N])
         return out
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {**super()._state(), "features": self.covariates.features}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        super()._set_state(arrays)
+        self.covariates.features = arrays.get("features", np.asarray([], dtype=str))  # files saved before covariates
 
 
 @register_model("bpr")
