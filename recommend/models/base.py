@@ -205,6 +205,14 @@ def sorted_positions(sorted_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarra
     return positions, found
 
 
+class BatchExplanations:
+    """For models that explain several items of one patient at once (their ``explain_many``): ``explain`` is its
+    one-item case."""
+
+    def explain(self, user_id: int, user_items: sp.csr_matrix, item_id: int, N: int = 5) -> list[tuple[int, float]]:
+        return self.explain_many(user_id, user_items, np.array([item_id]), N)[0]
+
+
 def _empty_ranking(n_rows: int, N: int) -> tuple[np.ndarray, np.ndarray]:
     return np.empty((n_rows, N), dtype=np.int32), np.empty((n_rows, N), dtype=np.float32)
 

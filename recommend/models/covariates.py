@@ -28,12 +28,13 @@ class CovariateInputs:
         self.features = np.asarray([], dtype=str)
         self.context: FitContext | None = None
         self._rows: sp.csr_matrix | None = None  # the context's patients x features, built once
+        self._last_row: tuple[int, sp.csr_matrix] | None = None  # the last patient explained
 
     def __bool__(self) -> bool:
         return bool(self.kinds)
 
     def set_context(self, context: FitContext) -> None:
-        self.context, self._rows = context, None
+        self.context, self._rows, self._last_row = context, None, None
 
     def _patients(self) -> Patients:
         if self.context is None:
@@ -62,7 +63,9 @@ class CovariateInputs:
         """The patient's features with the largest positive ``value * weights[feature]``, best first."""
         if not len(self.features):
             return []
-        row = self.rows(np.array([user_id]))
+        if self._last_row is None or self._last_row[0] != user_id:  # a patient's drugs are explained one by one
+            self._last_row = (user_id, self.rows(np.array([user_id])))
+        row = self._last_row[1]
         return [(str(self.features[j]), c)
                 for j, c in _top_contributions(row.indices, row.data * weights[row.indices], N)]
 

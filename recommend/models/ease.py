@@ -14,13 +14,29 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from recommend.models.base import FitContext, Recommender, register_model, sorted_positions
+from recommend.models.base import BatchExplanations, FitContext, Recommender, register_model, sorted_positions
 from recommend.models.covariates import CovariateInputs
 from recommend.models.knn import _top_contributions
 
 
+class LinearExplanations(BatchExplanations):
+    """``explain`` for models scoring ``x W`` over past items (EASE, newstart): the past drugs with the largest
+    ``x_j * W[j, item]``; covariate inputs, which are not drugs, are left out."""
+
+    def _item_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(input item columns, output item columns, their block of the weights)."""
+        raise NotImplementedError
+
+    def explain_many(
+        self, user_id: int, user_items: sp.csr_matrix, item_ids: np.ndarray, N: int = 5
+    ) -> list[list[tuple[int, float]]]:
+        row = user_items[user_id]  # once per patient: slicing the matrix per item cost more than the explanation
+        inputs, outputs, weights = self._item_weights()
+        return [linear_explanation(row, inputs, outputs, weights, int(item), N) for item in item_ids]
+
+
 @register_model("ease")
-class EASERecommender(Recommender):
+class EASERecommender(LinearExplanations, Recommender):
     """B = I - P diag(1/diag(P)), P = (X^T X + l2 I)^-1, diag(B) = 0; score = X B.
 
     Items without training interactions have zero rows and columns in B (their block of
@@ -78,10 +94,8 @@ class EASERecommender(Recommender):
         rows[found] = self.B[local[found]]
         return self._full_columns(rows)
 
-    def explain(self, user_id: int, user_items: sp.csr_matrix, item_id: int, N: int = 5) -> list[tuple[int, float]]:
-        """The past drugs that raise ``item_id`` most (covariates, which are not drugs, are left out)."""
-        return linear_explanation(user_items[user_id], self.active, self.active, self.B[:len(self.active)], item_id,
-                                  N)
+    def _item_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.active, self.active, self.B[:len(self.active)]
 
     def explain_patient(self, user_id: int, item_id: int, N: int = 5) -> list[tuple[str, float]]:
         (position,), (active,) = sorted_positions(self.active, np.array([item_id]))

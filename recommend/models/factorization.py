@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from recommend.models.base import FitContext, Recommender, register_model
+from recommend.models.base import BatchExplanations, FitContext, Recommender, register_model
 from recommend.models.covariates import CovariateInputs
 
 
@@ -67,7 +67,7 @@ class FactorModel(Recommender):
 
 
 @register_model("als")
-class ALSRecommender(FactorModel):
+class ALSRecommender(BatchExplanations, FactorModel):
     """Weighted ALS for implicit feedback (confidence 1 + alpha * weight), seeded."""
 
     def __init__(self, factors: int = 100, regularization: float = 0.01, alpha: float = 1.0, iterations: int = 15,
@@ -97,15 +97,11 @@ class ALSRecommender(FactorModel):
         self.n_items = n_items
         return self
 
-    def explain(self, user_id: int, user_items: sp.csr_matrix, item_id: int, N: int = 5) -> list[tuple[int, float]]:
-        """implicit's ALS explanation: each past item's share of the (exactly re-solved) user score."""
-        return self.explain_many(user_id, user_items, np.array([item_id]), N)[0]
-
     def explain_many(
         self, user_id: int, user_items: sp.csr_matrix, item_ids: np.ndarray, N: int = 5
     ) -> list[list[tuple[int, float]]]:
-        """Past drugs only: a model with covariates re-solves the patient with their features too, and leaves the
-        features out of the explanation."""
+        """implicit's ALS explanation: each past item's share of the (exactly re-solved) user score. Past drugs
+        only: a model with covariates re-solves the patient with their features too, and leaves the features out."""
         # One patient's row as a 1-row matrix: implicit rescales the whole matrix it is given.
         row = sp.csr_matrix(user_items[user_id], dtype=np.float32)
         if len(self.covariates.features):

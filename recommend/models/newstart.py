@@ -32,7 +32,7 @@ import scipy.sparse as sp
 
 from recommend.models.base import FitContext, Recommender, register_model, sorted_positions
 from recommend.models.covariates import CovariateInputs
-from recommend.models.ease import linear_explanation
+from recommend.models.ease import LinearExplanations
 from recommend.models.inner import inner_folds
 
 # the inner fold is time_split's test fold; its validation fold goes unused, so its cutoff only has to come earlier
@@ -41,7 +41,7 @@ REMEDY = "give the run a usage_split whose inner fold has new starts, or use eas
 
 
 @register_model("newstart")
-class NewStartRecommender(Recommender):
+class NewStartRecommender(LinearExplanations, Recommender):
     """Ridge regression from history rows to inner-window new starts (see the module docstring)."""
 
     def __init__(self, l2: float = 1000.0, covariates: Sequence[str] = ()) -> None:
@@ -107,10 +107,8 @@ class NewStartRecommender(Recommender):
         rows[np.ix_(np.flatnonzero(found), self.outputs)] = self.W[local[found]]
         return rows
 
-    def explain(self, user_id: int, user_items: sp.csr_matrix, item_id: int, N: int = 5) -> list[tuple[int, float]]:
-        """The past drugs that raise ``item_id`` most (covariates, which are not drugs, are left out)."""
-        return linear_explanation(user_items[user_id], self.inputs, self.outputs, self.W[:len(self.inputs)],
-                                  item_id, N)
+    def _item_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.inputs, self.outputs, self.W[:len(self.inputs)]
 
     def explain_patient(self, user_id: int, item_id: int, N: int = 5) -> list[tuple[str, float]]:
         (position,), (is_output,) = sorted_positions(self.outputs, np.array([item_id]))
