@@ -345,12 +345,13 @@ def map_events(
         .agg(pl.col("events").sum())
         .sort("events", "part", descending=[True, False])
     )
+    # code_items is unique per (code, item), so an event's items are distinct without a unique() over every event
+    # code_items is unique per (code, item), so an event's items are already distinct: no unique() over every event
     mapped = (
         events.with_row_index("event")
         .join(code_items.rename({"item": "catalog_item", "code": "item"}), on="item", how="inner")
         .drop("item")
         .rename({"catalog_item": "item"})
-        .unique(["event", "item"])
         .sort("event", "item")
         .drop("event")
         .select(events.columns)
