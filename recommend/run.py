@@ -40,7 +40,7 @@ from featurestore.provenance import seed_everything, write_run_record
 from featurestore.runs import flatten
 from featurestore.tracking import numbers, start_logger
 from recommend.evaluate import evaluate_fold
-from recommend.ingest import load_usage
+from recommend.ingest import load_usage, release_events
 from recommend.interactions import Interactions, Weighting, build_interactions, pair_matrix
 from recommend.mapping import DrugCatalog, map_events
 from recommend.models import FitContext, Recommender, build_model
@@ -157,6 +157,7 @@ def run_recommend(cfg: DictConfig, out_dir: Path, label: str | None = None) -> d
     catalog = DrugCatalog(load_dataset("drugs"), aliases=cfg.catalog.aliases)
     granularity = cfg.catalog.granularity
     events, mapping = map_events(usage.events, usage.item_kind, catalog, granularity, usage.vocabulary)
+    usage = release_events(usage)
     # Written before the split so that a run failing there still leaves what was read and mapped.
     report: dict[str, Any] = {"ingest": usage.report.to_dict(), "mapping": mapping.to_dict()}
     if usage.condition_report is not None:

@@ -9,7 +9,8 @@ import yaml
 import recommend  # noqa: F401  (sets OPENBLAS_NUM_THREADS before numpy-backed imports)
 from featurestore.datasets import load_dataset
 from recommend.ingest import (
-    load_usage, read_generic, read_mimic_prescriptions, read_omop, read_omop_conditions, read_omop_person, resolve_path,
+    load_usage, read_generic, read_mimic_prescriptions, read_omop, read_omop_conditions, read_omop_person,
+    release_events, resolve_path,
 )
 from recommend.mapping import DrugCatalog, map_events
 
@@ -197,6 +198,9 @@ def test_load_usage_reads_the_patient_tables_it_is_given():
         "condition_occurrence": {"dataset": "eunomia_condition_occurrence"}}})
     assert given.patients.persons.height == 2_694 and given.patients.conditions.columns == ["person_id", "item", "start"]
     assert given.condition_report.rows_read == 65_332 and len(given.files) == 5
+    released = release_events(given)  # once mapped, recommend.run keeps everything but the source events
+    assert released.events.height == 0 and released.events.schema == given.events.schema
+    assert released.report is given.report and released.patients is given.patients and given.events.height > 0
     left_null = load_usage({"format": "omop", "tables": {**EUNOMIA["tables"], "person": {"path": None}}})
     assert left_null.patients.persons is None and left_null.condition_report is None and len(left_null.files) == 3
     with pytest.raises(ValueError, match="usage.tables.drug_exposure: give the OMOP DRUG_EXPOSURE file"):
