@@ -345,7 +345,6 @@ def map_events(
         .agg(pl.col("events").sum())
         .sort("events", "part", descending=[True, False])
     )
-    # code_items is unique per (code, item), so an event's items are distinct without a unique() over every event
     # code_items is unique per (code, item), so an event's items are already distinct: no unique() over every event
     mapped = (
         events.with_row_index("event")

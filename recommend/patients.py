@@ -131,7 +131,7 @@ def covariate_table(patients: Patients, history: pl.DataFrame, covariates: Seque
                 "person_id", feature=pl.format("care_site={}", "care_site_id")))
     if "conditions" in covariates:
         parts.append(patients.conditions.join(references.select("person_id"), on="person_id", how="semi")
-                     .select("person_id", feature=pl.format("condition={}", "item")).unique())
+                     .select("person_id", feature=pl.format("condition={}", "item")))
     schema = {"person_id": pl.Int64, "feature": pl.String}
     # unique: a person_id repeated in PERSON (reported by ``summary``) must not count twice
     return pl.concat([p.cast(schema) for p in parts]).unique() if parts else pl.DataFrame(schema=schema)

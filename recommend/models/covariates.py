@@ -1,4 +1,4 @@
-"""Patient covariates as extra inputs of a linear model (EASE, newstart): sex, age band, diagnoses, practice.
+"""Patient covariates as extra model inputs (EASE, newstart, ALS): sex, age band, diagnoses, practice.
 
 The model keeps a :class:`CovariateInputs`: the kinds asked for (``covariates=[...]`` in its config),
 the feature names it was fitted with (saved with its weights, so the columns rebuild after loading)
@@ -47,17 +47,21 @@ class CovariateInputs:
                              "usage.tables.person / usage.tables.condition_occurrence, or set recommender.covariates=[]")
         return patients
 
-    def fit(self, examples: np.ndarray, history: pl.DataFrame | None = None) -> sp.csr_matrix:
-        """Covariates of the context's patients (rows ``examples`` of its matrix) at the prediction times of
-        ``history`` (default: the context's events), diagnoses cut there; the features are those some example has
-        (kept in ``features``)."""
+    def fit(self, examples: np.ndarray | None = None, history: pl.DataFrame | None = None) -> sp.csr_matrix:
+        """Covariates of the context's patients (rows ``examples`` of its matrix; default: all) at the prediction
+        times of ``history`` (an inner fold's, its diagnoses cut there; default: the context's own, whose patients
+        come cut); the features are those some example has (kept in ``features``)."""
         patients = self._patients()
-        history = self.context.events if history is None else history
-        matrix, features = covariate_matrix(patients.before(history), history, self.context.users, self.kinds)
-        matrix = matrix[examples]
-        used = np.flatnonzero(matrix.getnnz(axis=0) > 0)
+        if history is not None:
+            patients = patients.before(history)
+        matrix, features = covariate_matrix(patients, self.context.events if history is None else history,
+                                            self.context.users, self.kinds)
+        chosen = matrix if examples is None else matrix[examples]
+        used = np.flatnonzero(chosen.getnnz(axis=0) > 0)
         self.features = features[used]
-        return matrix[:, used].astype(np.float64)
+        if history is None:  # the context's own times: what rows() would build for scoring
+            self._rows = matrix[:, used]
+        return chosen[:, used].astype(np.float64)
 
     def explain(self, user_id: int, weights: np.ndarray, N: int) -> list[tuple[str, float]]:
         """The patient's features with the largest positive ``value * weights[feature]``, best first."""

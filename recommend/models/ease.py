@@ -66,7 +66,7 @@ class EASERecommender(LinearExplanations, Recommender):
         self.active = np.flatnonzero(user_items.getnnz(axis=0)).astype(np.int64)
         X = user_items[:, self.active].astype(np.float64)
         if self.covariates:
-            X = sp.hstack([X, self.covariates.fit(np.arange(X.shape[0]))], format="csr")
+            X = sp.hstack([X, self.covariates.fit()], format="csr")
         gram = np.asarray((X.T @ X).todense())
         gram[np.diag_indices_from(gram)] += self.l2
         P = np.linalg.inv(gram)

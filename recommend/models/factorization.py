@@ -92,7 +92,7 @@ class ALSRecommender(BatchExplanations, FactorModel):
     def fit(self, user_items: sp.csr_matrix) -> ALSRecommender:
         n_items = user_items.shape[1]
         if self.covariates:
-            user_items = sp.hstack([user_items, self.covariates.fit(np.arange(user_items.shape[0]))], format="csr")
+            user_items = sp.hstack([user_items, self.covariates.fit()], format="csr")
         super().fit(user_items)
         self.n_items = n_items
         return self
