@@ -29,7 +29,7 @@ def build_model(spec: Mapping[str, Any]) -> Recommender:
 
 __all__ = [
     "ALSRecommender", "BPRRecommender", "ContentRecommender", "EASERecommender", "GRURecommender",
-    "HybridRecommender", "ItemKNNRecommender", "MODELS", "NewStartRecommender", "PopularityRecommender",
+    "FitContext", "HybridRecommender", "ItemKNNRecommender", "MODELS", "NewStartRecommender", "PopularityRecommender",
     "RandomRecommender", "Recommender",
     "build_model", "load_model", "register_model",
 ]
