@@ -205,3 +205,16 @@ def test_load_usage_reads_the_patient_tables_it_is_given():
     assert left_null.patients.persons is None and left_null.condition_report is None and len(left_null.files) == 3
     with pytest.raises(ValueError, match="usage.tables.drug_exposure: give the OMOP DRUG_EXPOSURE file"):
         load_usage({"format": "omop", "tables": {"drug_exposure": {"path": None}}})
+
+
+def test_a_path_given_replaces_a_shipped_eunomia_table(tmp_path):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    mine = tmp_path / "person.csv"
+    mine.write_text("person_id,gender_concept_id,year_of_birth\n1,8532,1950\n2,8507,1980\n")
+    with initialize_config_dir(str(Path(__file__).parents[1] / "conf"), version_base="1.3"):
+        cfg = compose("recommend", overrides=["usage=eunomia", f"usage.tables.person.path={mine}"])
+    usage = load_usage(OmegaConf.to_container(cfg.usage, resolve=True))
+    assert usage.patients.persons["person_id"].to_list() == [1, 2]
+    assert mine in usage.files  # fingerprinted in the run's report
