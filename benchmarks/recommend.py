@@ -117,6 +117,17 @@ GRIDS: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
 COVARIATE_SETS = {"patients": ["sex", "age", "conditions"], "practice": ["sex", "age", "conditions", "care_site"]}
 GRIDS |= {f"{model}_{inputs}": [({"name": model, **params, "covariates": covariates}, w) for params, w in GRIDS[model]]
           for model in ("als", "ease", "newstart") for inputs, covariates in COVARIATE_SETS.items()}
+# ALS and EASE with patients, tuned as hard on the covariates' scale (``covariate_weight``: their penalty in EASE,
+# their confidence in ALS) as on their main knob: 2 x 3 x 2 = 12 points, the two weightings the plain grids chose
+COVARIATE_WEIGHTINGS = [{"scheme": "binary"}, {"scheme": "recency", "half_life_days": 365}]
+GRIDS |= {
+    "ease_patients_covweight": [({"name": "ease", "l2": l2, "covariates": COVARIATE_SETS["patients"],
+                                  "covariate_weight": cw}, w)
+                                for w in COVARIATE_WEIGHTINGS for l2 in (1000.0, 10000.0) for cw in (0.1, 0.3, 1.0)],
+    "als_patients_covweight": [({"name": "als", "factors": 64, "alpha": 1.0, "regularization": r, "iterations": 15,
+                                 "covariates": COVARIATE_SETS["patients"], "covariate_weight": cw}, w)
+                               for w in COVARIATE_WEIGHTINGS for r in (10.0, 100.0) for cw in (0.3, 1.0, 3.0)],
+}
 
 
 # ---------------------------------------------------------------------------------- data

@@ -23,12 +23,14 @@ def _context(with_x: list[bool]) -> tuple[FitContext, sp.csr_matrix]:
                                                                                              ITEMS["item"]).matrix
 
 
-def test_ease_with_covariates_is_ease_over_drugs_and_features():
+@pytest.mark.parametrize("weight", [1.0, 0.3])
+def test_ease_with_covariates_is_ease_over_drugs_and_features(weight):
     context, matrix = _context([True, False, False] * 10)
-    model = EASERecommender(l2=2.0, covariates=["conditions"]).with_context(context).fit(matrix)
+    model = EASERecommender(l2=2.0, covariates=["conditions"], covariate_weight=weight).with_context(context)
+    model.fit(matrix)
     assert model.active.tolist() == [0, 1, 2] and model.covariates.features.tolist() == ["condition=X"]
     covariates, _ = covariate_matrix(context.patients, context.events, context.users, ["conditions"])
-    X = np.hstack([matrix.toarray()[:, :3], covariates.toarray()])
+    X = np.hstack([matrix.toarray()[:, :3], weight * covariates.toarray()])  # a present feature takes the weight
     P = np.linalg.inv(X.T @ X + 2.0 * np.eye(4))
     B = P / -np.diag(P)
     np.fill_diagonal(B, 0.0)
@@ -38,13 +40,14 @@ def test_ease_with_covariates_is_ease_over_drugs_and_features():
 
 def test_a_diagnosis_moves_ease_and_the_model_reloads_with_it(tmp_path):
     context, matrix = _context([True, False] * 30)
-    model = build_model({"name": "ease", "l2": 1.0, "covariates": ["conditions"]}).with_context(context).fit(matrix)
+    params = {"name": "ease", "l2": 1.0, "covariates": ["conditions"], "covariate_weight": 0.5}
+    model = build_model(params).with_context(context).fit(matrix)
     only_a = sp.csr_matrix(np.array([[1, 0, 0, 0], [1, 0, 0, 0]], dtype=np.float32))  # both before their new drug
     scores = model.score(np.arange(2), only_a)
     assert scores[0, 1] > scores[0, 2] and scores[1, 2] > scores[1, 1]  # X -> B, no X -> C
     model.save(tmp_path / "ease")
     loaded = load_model(tmp_path / "ease")
-    assert loaded.params() == {"l2": 1.0, "covariates": ["conditions"]}
+    assert loaded.params() == {"l2": 1.0, "covariates": ["conditions"], "covariate_weight": 0.5}
     with pytest.raises(RuntimeError, match="ease with covariates .* call with_context"):
         loaded.score(np.arange(2), only_a)
     np.testing.assert_allclose(loaded.with_context(context).score(np.arange(2), only_a), scores)
@@ -54,6 +57,8 @@ def test_a_diagnosis_moves_ease_and_the_model_reloads_with_it(tmp_path):
     no_patients = FitContext(ITEMS, context.users, context.events, None, Weighting())
     with pytest.raises(ValueError, match=r"ease: covariates \['sex'\] need the OMOP PERSON table"):
         EASERecommender(covariates=["sex"]).with_context(no_patients).fit(matrix)
+    with pytest.raises(ValueError, match="ease: covariate_weight must be > 0, got 0"):
+        EASERecommender(covariates=["sex"], covariate_weight=0)
 
 
 def test_a_fold_hands_its_model_only_the_diagnoses_before_its_prediction_time():
@@ -99,3 +104,15 @@ def test_als_takes_covariates_as_pseudo_items_and_reloads_with_them(tmp_path):
     assert loaded.params()["covariates"] == ["conditions"] and loaded.covariates.features.tolist() == ["condition=X"]
     np.testing.assert_allclose(loaded.score(only_a, matrix[only_a]), scores)
     assert loaded.explain(0, matrix, 1) == model.explain(0, matrix, 1)
+
+
+def test_als_covariate_weight_is_the_pseudo_items_value(tmp_path):
+    context, matrix = _context([True, False] * 10)
+    params = {"name": "als", "factors": 4, "regularization": 0.1, "iterations": 5, "random_state": 0}
+    model = build_model({**params, "covariates": ["conditions"], "covariate_weight": 3.0}).with_context(context)
+    model.fit(matrix)
+    covariates, _ = covariate_matrix(context.patients, context.events, context.users, ["conditions"])
+    by_hand = build_model(params).fit(sp.hstack([matrix, 3.0 * covariates], format="csr"))
+    np.testing.assert_allclose(model.model.item_factors, by_hand.model.item_factors, rtol=1e-4, atol=1e-6)
+    model.save(tmp_path / "als")
+    assert load_model(tmp_path / "als").params()["covariate_weight"] == 3.0

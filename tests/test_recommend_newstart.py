@@ -160,7 +160,8 @@ def test_a_diagnosis_decides_the_new_drug_and_the_model_reloads_with_it(tmp_path
     assert ids[:, 0].tolist() == [1, 2]  # X -> B, no X -> C
     model.save(tmp_path / "covariates")
     loaded = load_model(tmp_path / "covariates")
-    assert loaded.params() == {"l2": 1.0, "covariates": ["conditions"]} and loaded.covariates.features.tolist() == ["condition=X"]
+    assert loaded.params() == {"l2": 1.0, "covariates": ["conditions"], "covariate_weight": 1.0}
+    assert loaded.covariates.features.tolist() == ["condition=X"]
     with pytest.raises(RuntimeError, match="reads the patients. PERSON and diagnoses: call with_context"):
         loaded.score(np.arange(2), taken)
     np.testing.assert_allclose(loaded.with_context(now_context).score(np.arange(2), taken),

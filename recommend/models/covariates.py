@@ -1,9 +1,11 @@
 """Patient covariates as extra model inputs (EASE, newstart, ALS): sex, age band, diagnoses, practice.
 
 The model keeps a :class:`CovariateInputs`: the kinds asked for (``covariates=[...]`` in its config),
-the feature names it was fitted with (saved with its weights, so the columns rebuild after loading)
-and the run's context, from which it builds the patients' covariates at the context's prediction
-times (:mod:`recommend.patients`). Scoring needs the context: covariates are not in the matrix.
+the value a present feature takes (``covariate_weight``: its scale against the drug columns, so in a ridge
+model the features' own penalty, l2 / weight^2, and in ALS their confidence), the feature names it was
+fitted with (saved with its weights, so the columns rebuild after loading) and the run's context, from
+which it builds the patients' covariates at the context's prediction times (:mod:`recommend.patients`).
+Scoring needs the context: covariates are not in the matrix.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ from recommend.patients import Patients, check_covariates, covariate_matrix
 class CovariateInputs:
     """Which covariates a model uses, the features it was fitted with, and its context's patients."""
 
-    def __init__(self, owner: str, kinds: Sequence[str]) -> None:
+    def __init__(self, owner: str, kinds: Sequence[str], weight: float = 1.0) -> None:
+        if not weight > 0:
+            raise ValueError(f"{owner}: covariate_weight must be > 0, got {weight}")
         self.owner = owner
         self.kinds = check_covariates(kinds)
+        self.weight = float(weight)
         self.features = np.asarray([], dtype=str)
         self.context: FitContext | None = None
         self._rows: sp.csr_matrix | None = None  # the context's patients x features, built once
@@ -56,6 +61,7 @@ class CovariateInputs:
             patients = patients.before(history)
         matrix, features = covariate_matrix(patients, self.context.events if history is None else history,
                                             self.context.users, self.kinds)
+        matrix = matrix * np.float32(self.weight)
         chosen = matrix if examples is None else matrix[examples]
         used = np.flatnonzero(chosen.getnnz(axis=0) > 0)
         self.features = features[used]
@@ -77,6 +83,7 @@ class CovariateInputs:
         """Covariates of the context's patients (matrix rows ``user_ids``) at its prediction times, in ``features``
         order."""
         if self._rows is None:
-            self._rows, _ = covariate_matrix(self._patients(), self.context.events, self.context.users, self.kinds,
-                                             self.features)
+            matrix, _ = covariate_matrix(self._patients(), self.context.events, self.context.users, self.kinds,
+                                         self.features)
+            self._rows = matrix * np.float32(self.weight)
         return self._rows[np.asarray(user_ids)]

@@ -44,16 +44,18 @@ class EASERecommender(LinearExplanations, Recommender):
     are the active items then the covariate features, its columns the active items.
     """
 
-    def __init__(self, l2: float = 500.0, covariates: Sequence[str] = ()) -> None:
+    def __init__(self, l2: float = 500.0, covariates: Sequence[str] = (),
+                 covariate_weight: float = 1.0) -> None:
         if l2 <= 0:
             raise ValueError("l2 must be > 0")
         self.l2 = l2
-        self.covariates = CovariateInputs("ease", covariates)
+        self.covariates = CovariateInputs("ease", covariates, covariate_weight)
         self.active: np.ndarray | None = None
         self.B: np.ndarray | None = None
 
     def params(self) -> dict[str, Any]:
-        return {"l2": self.l2, "covariates": list(self.covariates.kinds)}
+        return {"l2": self.l2, "covariates": list(self.covariates.kinds),
+                "covariate_weight": self.covariates.weight}
 
     def with_context(self, context: FitContext) -> EASERecommender:
         """Only covariates read the context (the patients, at its prediction times); a loaded model with covariates

@@ -71,13 +71,14 @@ class ALSRecommender(BatchExplanations, FactorModel):
     """Weighted ALS for implicit feedback (confidence 1 + alpha * weight), seeded."""
 
     def __init__(self, factors: int = 100, regularization: float = 0.01, alpha: float = 1.0, iterations: int = 15,
-                 random_state: int = 0, num_threads: int = 1, covariates: Sequence[str] = ()) -> None:
-        self.covariates = CovariateInputs("als", covariates)  # pseudo-items after the items
+                 random_state: int = 0, num_threads: int = 1, covariates: Sequence[str] = (),
+                 covariate_weight: float = 1.0) -> None:
+        self.covariates = CovariateInputs("als", covariates, covariate_weight)  # pseudo-items after the items
         super().__init__(factors=factors, regularization=regularization, alpha=alpha, iterations=iterations,
                          random_state=random_state, num_threads=num_threads)
 
     def params(self) -> dict[str, Any]:
-        return {**self._params, "covariates": list(self.covariates.kinds)}
+        return {**self._params, "covariates": list(self.covariates.kinds), "covariate_weight": self.covariates.weight}
 
     def _implicit(self):
         from implicit.cpu.als import AlternatingLeastSquares

@@ -44,11 +44,13 @@ REMEDY = "give the run a usage_split whose inner fold has new starts, or use eas
 class NewStartRecommender(LinearExplanations, Recommender):
     """Ridge regression from history rows to inner-window new starts (see the module docstring)."""
 
-    def __init__(self, l2: float = 1000.0, covariates: Sequence[str] = ()) -> None:
+    def __init__(self, l2: float = 1000.0, covariates: Sequence[str] = (),
+                 covariate_weight: float = 1.0) -> None:
         if l2 <= 0:
             raise ValueError("l2 must be > 0")
         self.l2 = l2
-        self.covariates = CovariateInputs("newstart", covariates)  # inputs after the items, by feature name
+        # inputs after the items, by feature name
+        self.covariates = CovariateInputs("newstart", covariates, covariate_weight)
         self.context: FitContext | None = None
         self.inputs: np.ndarray | None = None   # input position -> item column
         self.outputs: np.ndarray | None = None  # output position -> item column
@@ -56,7 +58,8 @@ class NewStartRecommender(LinearExplanations, Recommender):
         self.bias: np.ndarray | None = None
 
     def params(self) -> dict[str, Any]:
-        return {"l2": self.l2, "covariates": list(self.covariates.kinds)}
+        return {"l2": self.l2, "covariates": list(self.covariates.kinds),
+                "covariate_weight": self.covariates.weight}
 
     def with_context(self, context: FitContext) -> NewStartRecommender:
         """The run's events (to fit) and patients (to fit and score with covariates); a loaded model that uses
