@@ -6,8 +6,8 @@ them, :meth:`Patients.before` keeps each patient's diagnoses strictly before the
 (the ``reference`` of a fold's history; without one, just after the history's last event), like the
 drug history, so nothing from the future leaks.
 
-:func:`covariate_matrix` turns them into binary features per patient, named so that a saved
-model can rebuild the same columns: ``sex=<gender_concept_id>``, ``age=<band start>`` (age at
+:func:`covariate_matrix` turns them into binary features per patient (:func:`covariates_at`: per
+patient and time), named so that a saved model can rebuild the same columns: ``sex=<gender_concept_id>``, ``age=<band start>`` (age at
 the prediction time, in :data:`AGE_BAND_YEARS`-year bands), ``condition=<concept id>`` (ever
 diagnosed before the prediction time) and ``care_site=<care_site_id>`` (the patient's practice in
 PERSON, where prescribing habits live).
@@ -110,50 +110,59 @@ def _references(history: pl.DataFrame) -> pl.DataFrame:
     return history.select(pl.col("person_id").unique(), reference=pl.lit(now, dtype=history.schema["start"]))
 
 
-def covariate_table(patients: Patients, history: pl.DataFrame, covariates: Sequence[str]) -> pl.DataFrame:
-    """(person_id, feature) pairs, one per feature a patient with a history has at their prediction time.
+def covariates_at(patients: Patients, queries: pl.DataFrame, covariates: Sequence[str]) -> pl.DataFrame:
+    """(query, feature) pairs: the features of each query's patient at its time.
 
-    ``patients``' diagnoses must already be cut to ``history`` (:meth:`Patients.before`).
+    ``queries`` has ``query`` (an integer id), ``person_id`` and ``reference`` (the time): sex and
+    practice from PERSON, the age band at ``reference`` and every diagnosis strictly before it. A
+    patient may be asked at several times (a sequence model asks at each of their drug starts).
     """
-    references = _references(history)
     parts = []
     if {"sex", "age", "care_site"} & set(covariates):
-        persons = references.join(patients.persons, on="person_id", how="inner")
+        persons = queries.join(patients.persons, on="person_id", how="inner")
         if "sex" in covariates:
             parts.append(persons.filter(pl.col("gender_concept_id").is_not_null()).select(
-                "person_id", feature=pl.format("sex={}", "gender_concept_id")))
+                "query", feature=pl.format("sex={}", "gender_concept_id")))
         if "age" in covariates:
             age = pl.col("reference").dt.year() - pl.col("year_of_birth")
             band = (age.clip(0, OLDEST_BAND) // AGE_BAND_YEARS) * AGE_BAND_YEARS
-            parts.append(persons.filter(age.is_not_null()).select("person_id", feature=pl.format("age={}", band)))
+            parts.append(persons.filter(age.is_not_null()).select("query", feature=pl.format("age={}", band)))
         if "care_site" in covariates:
             parts.append(persons.filter(pl.col("care_site_id").is_not_null()).select(
-                "person_id", feature=pl.format("care_site={}", "care_site_id")))
+                "query", feature=pl.format("care_site={}", "care_site_id")))
     if "conditions" in covariates:
-        parts.append(patients.conditions.join(references.select("person_id"), on="person_id", how="semi")
-                     .select("person_id", feature=pl.format("condition={}", "item")))
-    schema = {"person_id": pl.Int64, "feature": pl.String}
-    # unique: a person_id repeated in PERSON (reported by ``summary``) must not count twice
+        parts.append(patients.conditions.join(queries, on="person_id", how="inner")
+                     .filter(pl.col("start") < pl.col("reference"))
+                     .select("query", feature=pl.format("condition={}", "item")))
+    schema = {"query": pl.Int64, "feature": pl.String}
+    # unique: a diagnosis given twice, or a person_id repeated in PERSON (reported by ``summary``), counts once
     return pl.concat([p.cast(schema) for p in parts]).unique() if parts else pl.DataFrame(schema=schema)
+
+
+def feature_matrix(table: pl.DataFrame, n_queries: int, features: np.ndarray | None = None,
+                   ) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Binary queries × features CSR from :func:`covariates_at`'s pairs (row = ``query``), and the feature names.
+
+    ``features`` fixes the columns (a fitted model's); features outside it are left out. Without
+    it, the columns are every feature some query has, sorted.
+    """
+    if features is None:
+        features = np.asarray(table["feature"].unique().sort().to_list(), dtype=str)
+    columns = pl.DataFrame({"feature": features.tolist()}, schema={"feature": pl.String}).with_row_index("col")
+    pairs = table.join(columns, on="feature", how="inner")
+    matrix = sp.csr_matrix(
+        (np.ones(pairs.height, dtype=np.float32), (pairs["query"].to_numpy(), pairs["col"].to_numpy())),
+        shape=(n_queries, len(features)),
+    )
+    return matrix, features
 
 
 def covariate_matrix(
     patients: Patients, history: pl.DataFrame, users: pl.Series, covariates: Sequence[str],
     features: np.ndarray | None = None,
 ) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Binary patients × features CSR (rows: ``users``, the matrix's person ids) and the feature names.
-
-    ``features`` fixes the columns (a fitted model's); features outside it are left out. Without
-    it, the columns are every feature some patient has, sorted.
-    """
-    table = covariate_table(patients, history, covariates)
-    if features is None:
-        features = np.asarray(table["feature"].unique().sort().to_list(), dtype=str)
-    columns = pl.DataFrame({"feature": features.tolist()}, schema={"feature": pl.String}).with_row_index("col")
-    rows = pl.DataFrame({"person_id": users}).with_row_index("row")
-    pairs = table.join(rows, on="person_id", how="inner").join(columns, on="feature", how="inner")
-    matrix = sp.csr_matrix(
-        (np.ones(pairs.height, dtype=np.float32), (pairs["row"].to_numpy(), pairs["col"].to_numpy())),
-        shape=(len(users), len(features)),
-    )
-    return matrix, features
+    """Binary patients × features CSR (rows: ``users``, the matrix's person ids) at each patient's prediction time
+    (``history``'s ``reference``; :func:`feature_matrix` for ``features``), and the feature names."""
+    rows = pl.DataFrame({"person_id": users}).with_row_index("query").cast({"query": pl.Int64})
+    queries = _references(history).join(rows, on="person_id", how="inner")
+    return feature_matrix(covariates_at(patients, queries, covariates), len(users), features)
