@@ -116,7 +116,7 @@ GRIDS: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
 # point for point (a key that is not a recommender's name names it in its params)
 COVARIATE_SETS = {"patients": ["sex", "age", "conditions"], "practice": ["sex", "age", "conditions", "care_site"]}
 GRIDS |= {f"{model}_{inputs}": [({"name": model, **params, "covariates": covariates}, w) for params, w in GRIDS[model]]
-          for model in ("als", "ease", "newstart") for inputs, covariates in COVARIATE_SETS.items()}
+          for model in ("als", "ease", "newstart", "gru") for inputs, covariates in COVARIATE_SETS.items()}
 # ALS and EASE with patients, tuned as hard on the covariates' scale (``covariate_weight``: their penalty in EASE,
 # their confidence in ALS) as on their main knob: 2 x 3 x 2 = 12 points, the two weightings the plain grids chose
 COVARIATE_WEIGHTINGS = [{"scheme": "binary"}, {"scheme": "recency", "half_life_days": 365}]

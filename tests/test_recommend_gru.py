@@ -108,3 +108,52 @@ def test_hydra_run_with_gru(tmp_path):
     recs = pl.read_parquet(tmp_path / "recommendations.parquet")
     assert set(recs["person_id"]) == {1, 2} and recs.group_by("person_id").len()["len"].to_list() == [10, 10]
     assert build_model({"name": "gru"}).params()["max_len"] == 50
+
+
+def _diagnosed(with_x: list[bool], second: dict[bool, str | None]) -> FitContext:
+    """Patient p takes A on day 0, is diagnosed X on day 1 when ``with_x[p]``, then takes ``second[with_x[p]]`` on
+    day 2 (None: nothing more)."""
+    from recommend.patients import Patients
+
+    day = datetime(2020, 1, 1)
+    base = _context({p: ["A"] + ([second[x]] if second[x] else []) for p, x in enumerate(with_x)})
+    events = base.events.with_columns(start=pl.when(pl.col("item") == "A").then(pl.col("start"))
+                                      .otherwise(pl.lit(day + timedelta(days=2))))
+    conditions = pl.DataFrame({"person_id": [p for p, x in enumerate(with_x) if x], "item": "X",
+                               "start": day + timedelta(days=1)})
+    return FitContext(ITEMS, base.users, events, None, None, Patients(None, conditions))
+
+
+def test_covariates_at_each_step_decide_the_next_drug_and_reload(tmp_path):
+    # 20 patients diagnosed X between A and B, 20 without X took A then C; 40-49 took only A, 40-44 diagnosed X.
+    with_x = [True] * 20 + [False] * 20 + [True] * 5 + [False] * 5
+    context = _diagnosed(with_x[:40], {True: "B", False: "C"})
+    context = FitContext(ITEMS, pl.Series("person_id", range(50), dtype=pl.Int64),
+                         pl.concat([context.events, _diagnosed(with_x[40:], {True: None, False: None}).events
+                                    .with_columns(pl.col("person_id") + 40)]),
+                         patients=_diagnosed(with_x, {True: None, False: None}).patients)
+    model = GRURecommender(**SMALL, covariates=["conditions"]).with_context(context)
+    # X is known at B's start (step 1 of patients 0-19), not at A's: the features the model trains on per step
+    steps = model.covariates.fit_at(model.step_times).toarray()[:, 0]
+    assert steps[:4].tolist() == [0, 1, 0, 1] and steps[40:42].tolist() == [0, 0] and steps.sum() == 20
+    model.fit(sp.csr_matrix((50, 4), dtype=np.float32))
+    scores = model.score(np.arange(40, 50), None)
+    assert (scores[:5, 1] > scores[:5, 2]).all() and (scores[5:, 2] > scores[5:, 1]).all()  # X -> B, else C
+    (feature, share), = model.explain_patient(40, 1, N=3)
+    assert feature == "condition=X" and share > 0 and model.explain_patient(45, 1) == []
+    model.save(tmp_path / "gru")
+    loaded = load_model(tmp_path / "gru")
+    assert loaded.params() == model.params() and loaded.params()["covariates"] == ["conditions"]
+    np.testing.assert_array_equal(loaded.with_context(context).score(np.arange(40, 50), None), scores)
+
+
+def test_app_run_on_eunomia_with_covariates_explains_by_diagnosis(tmp_path):
+    from tests.test_recommend_run import _compose
+
+    result = run_recommend(_compose("recommender=gru", "recommender.epochs=2", "recommender.new_only=true",
+                                    "recommender.covariates=[sex,age,conditions]"), tmp_path)
+    assert result["report"]["patients"]["persons"] == 2694
+    features = load_model(tmp_path / "model").covariates.features
+    assert {"sex=8507", "sex=8532"} <= set(features.tolist()) and any(f.startswith("condition=") for f in features)
+    because = pl.read_parquet(tmp_path / "recommendations.parquet")["patient_explanation"].explode().drop_nulls()
+    assert because.str.starts_with("diagnosis: ").any()

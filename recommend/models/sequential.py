@@ -7,8 +7,14 @@ and, at each step, is trained to predict the next step's item with a cross-entro
 over the items (padding masked out). ``new_only`` keeps only the steps whose target
 the patient did not take earlier in the window read (``max_len`` + 1 steps; the "new
 drug" task). Scores for a patient are the logits after their last step; a patient
-without history gets the output bias. The output layer covers the items with training interactions only (a few hundred of
-a catalog of thousands: the costly part); the others score below every active item.
+without history gets the output bias. The output layer covers the items with training interactions only (a few
+hundred of a catalog of thousands: the costly part); the others score below every active item.
+
+``covariates`` (any of sex, age, conditions, care_site; :mod:`recommend.models.covariates`) join the
+state before the output layer as the sum of their features' embeddings, taken at the time of the
+step predicted: in training, the patient's age and diagnoses just before each drug start; in
+scoring, at the prediction time. The logits are linear in that sum, so each feature's share of a
+drug's score is exact (``explain_patient``).
 
 The histories come from :meth:`with_context` (the fold's events; matrix rows map to
 person ids through ``context.users``), so the model needs the context before ``fit``
@@ -18,7 +24,7 @@ and ``score``, also after ``load``. Saved as the state dict's arrays in the ``.n
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,26 +34,39 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from recommend.models.base import FitContext, Recommender, register_model
+from recommend.models.base import FitContext, Recommender, register_model, sorted_positions
+from recommend.models.covariates import CovariateInputs
 
 
 class _GRUNet(nn.Module):
-    """Item embedding (index 0 = padding) -> GRU -> logits over the active items."""
+    """Item embedding (index 0 = padding) -> GRU -> [state | covariate features' summed embedding] -> logits over
+    the active items."""
 
-    def __init__(self, n_items: int, n_active: int, embedding_dim: int, hidden: int, dropout: float) -> None:
+    def __init__(self, n_items: int, n_active: int, embedding_dim: int, hidden: int, dropout: float,
+                 n_features: int = 0) -> None:
         super().__init__()
         self.embedding = nn.Embedding(n_items + 1, embedding_dim, padding_idx=0)
         self.gru = nn.GRU(embedding_dim, hidden, batch_first=True)
         self.dropout = nn.Dropout(dropout)
-        self.output = nn.Linear(hidden, n_active)
+        self.features = nn.EmbeddingBag(n_features, embedding_dim, mode="sum") if n_features else None
+        self.output = nn.Linear(hidden + (embedding_dim if n_features else 0), n_active)
 
     def states(self, tokens: torch.Tensor) -> torch.Tensor:
         """Hidden state after every step (batch × length × hidden); right padding does not leak back."""
         return self.dropout(self.gru(self.embedding(tokens))[0])
 
+    def logits(self, states: torch.Tensor, features: sp.csr_matrix | None) -> torch.Tensor:
+        """Logits (n × active items) from n states and, with covariates, the n rows of their features."""
+        if self.features is not None:
+            bags = self.features(torch.from_numpy(features.indices.astype(np.int64)),
+                                 torch.from_numpy(features.indptr[:-1].astype(np.int64)),
+                                 per_sample_weights=torch.from_numpy(features.data.astype(np.float32)))
+            states = torch.cat([states, bags], dim=1)
+        return self.output(states)
 
-def item_sequences(context: FitContext) -> tuple[np.ndarray, np.ndarray]:
-    """Per matrix row, its collapsed, time-ordered item columns as CSR-style ``(indptr, columns)``."""
+
+def _steps(context: FitContext) -> pl.DataFrame:
+    """Every matrix row's collapsed, time-ordered steps: (row, col, person_id, start)."""
     users = pl.DataFrame({"person_id": context.users}).with_row_index("row")
     items = pl.DataFrame({"item": context.items["item"]}).with_row_index("col")
     steps = (
@@ -57,9 +76,15 @@ def item_sequences(context: FitContext) -> tuple[np.ndarray, np.ndarray]:
         .sort("row", "start", "col")
         .filter(((pl.col("col") != pl.col("col").shift(1)) | (pl.col("row") != pl.col("row").shift(1))).fill_null(True))
     )
+    return steps
+
+
+def item_sequences(context: FitContext, steps: pl.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per matrix row, its collapsed, time-ordered item columns as CSR-style ``(indptr, columns)``."""
+    steps = _steps(context) if steps is None else steps
     rows = steps["row"].to_numpy().astype(np.int64)
-    indptr = np.zeros(users.height + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=users.height), out=indptr[1:])
+    indptr = np.zeros(len(context.users) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=len(context.users)), out=indptr[1:])
     return indptr, steps["col"].to_numpy().astype(np.int64)
 
 
@@ -69,25 +94,33 @@ class GRURecommender(Recommender):
 
     def __init__(self, embedding_dim: int = 64, hidden: int = 128, epochs: int = 5, batch_size: int = 256,
                  learning_rate: float = 0.005, max_len: int = 50, dropout: float = 0.0, new_only: bool = False,
-                 seed: int = 0, num_threads: int = 1) -> None:
+                 seed: int = 0, num_threads: int = 1, covariates: Sequence[str] = ()) -> None:
         if max_len < 2:
             raise ValueError("max_len must be >= 2 (an input step and a target)")
         self._params = {"embedding_dim": embedding_dim, "hidden": hidden, "epochs": epochs, "batch_size": batch_size,
                         "learning_rate": learning_rate, "max_len": max_len, "dropout": dropout, "new_only": new_only,
                         "seed": seed, "num_threads": num_threads}
+        self.covariates = CovariateInputs("gru", covariates)
         self.net: _GRUNet | None = None
         self.active: np.ndarray | None = None  # output position -> item column
         self.sequences: tuple[np.ndarray, np.ndarray] | None = None
+        self.step_times: pl.DataFrame | None = None  # with covariates: (query = step, person_id, reference = start)
 
     def params(self) -> dict[str, Any]:
-        return dict(self._params)
+        return {**self._params, "covariates": list(self.covariates.kinds)}
 
     def with_context(self, context: FitContext) -> GRURecommender:
-        self.sequences = item_sequences(context)
+        steps = _steps(context)
+        self.sequences = item_sequences(context, steps)
+        self.covariates.set_context(context)
+        if self.covariates:
+            self.step_times = steps.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("query"), "person_id",
+                                           reference=pl.col("start"))
         return self
 
-    def _padded(self, rows: np.ndarray, length: int) -> tuple[torch.Tensor, np.ndarray]:
-        """The last ``length`` steps of each row's sequence, as tokens (column + 1), right-padded with 0."""
+    def _padded(self, rows: np.ndarray, length: int) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        """The last ``length`` steps of each row's sequence, as tokens (column + 1), right-padded with 0; the rows'
+        lengths and the index of their first step read."""
         if self.sequences is None:
             raise RuntimeError("gru needs the patients' event histories: call with_context(FitContext(...)) first")
         indptr, columns = self.sequences
@@ -96,7 +129,7 @@ class GRURecommender(Recommender):
         tokens = np.zeros((len(rows), max(int(lengths.max(initial=0)), 1)), dtype=np.int64)
         for i, (start, n) in enumerate(zip(lo, lengths)):
             tokens[i, :n] = columns[start : start + n] + 1
-        return torch.from_numpy(tokens), lengths
+        return torch.from_numpy(tokens), lengths, lo
 
     def fit(self, user_items: sp.csr_matrix) -> GRURecommender:
         with _torch_threads(self._params["num_threads"]):
@@ -110,7 +143,10 @@ class GRURecommender(Recommender):
             raise RuntimeError("gru needs the patients' event histories: call with_context(FitContext(...)) first")
         indptr, columns = self.sequences
         self.active = np.unique(columns)
-        self.net = _GRUNet(self.n_items, len(self.active), p["embedding_dim"], p["hidden"], p["dropout"])
+        # each step's covariates, just before it starts: what the model knows when it predicts that step
+        step_features = self.covariates.fit_at(self.step_times) if self.covariates else None
+        self.net = _GRUNet(self.n_items, len(self.active), p["embedding_dim"], p["hidden"], p["dropout"],
+                           len(self.covariates.features))
         position = np.zeros(self.n_items + 1, dtype=np.int64)  # token -> output position
         position[self.active + 1] = np.arange(len(self.active))
         position = torch.from_numpy(position)
@@ -121,7 +157,7 @@ class GRURecommender(Recommender):
         lengths = np.minimum(np.diff(indptr), p["max_len"] + 1)
         for _ in range(p["epochs"] if len(trainable) else 0):
             for batch in _length_batches(trainable, lengths, p["batch_size"], generator):
-                tokens, _ = self._padded(batch, p["max_len"] + 1)
+                tokens, _, first = self._padded(batch, p["max_len"] + 1)
                 inputs, targets = tokens[:, :-1], tokens[:, 1:] - 1  # target -1 = padding
                 keep = targets >= 0
                 if p["new_only"]:
@@ -129,7 +165,11 @@ class GRURecommender(Recommender):
                 if not keep.any():
                     continue
                 # Logits only at the kept steps: the output layer is the costly part.
-                logits = self.net.output(self.net.states(inputs)[keep])
+                features = None
+                if step_features is not None:  # the target of input position j in batch row i: step first[i] + j + 1
+                    i, j = np.nonzero(keep.numpy())
+                    features = step_features[first[i] + j + 1]
+                logits = self.net.logits(self.net.states(inputs)[keep], features)
                 loss = nn.functional.cross_entropy(logits, position[targets[keep] + 1])
                 optimizer.zero_grad()
                 loss.backward()
@@ -138,26 +178,41 @@ class GRURecommender(Recommender):
         return self
 
     def score(self, user_ids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
-        tokens, lengths = self._padded(np.asarray(user_ids, dtype=np.int64), self._params["max_len"])
+        user_ids = np.asarray(user_ids, dtype=np.int64)
+        tokens, lengths, _ = self._padded(user_ids, self._params["max_len"])
+        features = self.covariates.rows(user_ids) if len(self.covariates.features) else None
         with torch.no_grad(), _torch_threads(self._params["num_threads"]):
             states = self.net.states(tokens)
             last = states[torch.arange(len(lengths)), torch.from_numpy(np.maximum(lengths - 1, 0))]
-            last[torch.from_numpy(lengths == 0)] = 0.0  # no history: the output bias alone
-            logits = self.net.output(last).numpy()
+            last[torch.from_numpy(lengths == 0)] = 0.0  # no history: the output bias (and covariates) alone
+            logits = self.net.logits(last, features).numpy()
         out = np.full((len(lengths), self.n_items), np.finfo(np.float32).min, dtype=np.float32)
         out[:, self.active] = logits  # items never seen in training rank last (finite: not filtered)
         return out
 
+    def explain_patient(self, user_id: int, item_id: int, N: int = 5) -> list[tuple[str, float]]:
+        """Each covariate feature's exact share of the drug's logit: its embedding times the output weights."""
+        (position,), (active,) = sorted_positions(self.active, np.array([item_id]))
+        if not active or not len(self.covariates.features):
+            return []
+        with torch.no_grad():
+            on_features = self.net.output.weight[position, self._params["hidden"]:]
+            weights = (self.net.features.weight @ on_features).numpy()
+        return self.covariates.explain(user_id, weights, N)
+
     def _state(self) -> dict[str, np.ndarray]:
-        return {"active": self.active, **{f"net.{name}": t.numpy() for name, t in self.net.state_dict().items()}}
+        return {"active": self.active, "features": self.covariates.features,
+                **{f"net.{name}": t.numpy() for name, t in self.net.state_dict().items()}}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         p = self._params
         self.active = arrays["active"]
+        self.covariates.features = arrays.get("features", np.asarray([], dtype=str))  # files saved before covariates
         weights = {name.removeprefix("net."): torch.from_numpy(np.array(v)) for name, v in arrays.items()
                    if name.startswith("net.")}
         n_items = weights["embedding.weight"].shape[0] - 1
-        self.net = _GRUNet(n_items, len(self.active), p["embedding_dim"], p["hidden"], p["dropout"])
+        self.net = _GRUNet(n_items, len(self.active), p["embedding_dim"], p["hidden"], p["dropout"],
+                           len(self.covariates.features))
         self.net.load_state_dict(weights)
         self.net.eval()
 
