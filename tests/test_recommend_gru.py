@@ -133,9 +133,15 @@ def test_covariates_at_each_step_decide_the_next_drug_and_reload(tmp_path):
                                     .with_columns(pl.col("person_id") + 40)]),
                          patients=_diagnosed(with_x, {True: None, False: None}).patients)
     model = GRURecommender(**SMALL, covariates=["conditions"]).with_context(context)
-    # X is known at B's start (step 1 of patients 0-19), not at A's: the features the model trains on per step
-    steps = model.covariates.fit_at(model.step_times).toarray()[:, 0]
-    assert steps[:4].tolist() == [0, 1, 0, 1] and steps[40:42].tolist() == [0, 0] and steps.sum() == 20
+    # Each step's features are taken at a time between it and the next start (after the last: just after it), so
+    # X (day 1) is known after a patient's A (day 0) from a time drawn after day 1 on, and always after B (day 2).
+    times = model.covariate_times()
+    reference, day = times["reference"].to_list(), datetime(2020, 1, 1)
+    assert day < reference[0] < day + timedelta(days=2) and reference[1] == day + timedelta(days=2, microseconds=1)
+    known = model.covariates.fit_at(times).toarray()[:, 0]
+    after_x = [with_x[p] and r > day + timedelta(days=1) for p, r in zip(times["person_id"], reference)]
+    np.testing.assert_array_equal(known, after_x)
+    assert 0 < known[0:40:2].sum() < 20 and model.covariate_times().equals(times)  # seeded
     model.fit(sp.csr_matrix((50, 4), dtype=np.float32))
     scores = model.score(np.arange(40, 50), None)
     assert (scores[:5, 1] > scores[:5, 2]).all() and (scores[5:, 2] > scores[5:, 1]).all()  # X -> B, else C
