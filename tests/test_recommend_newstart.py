@@ -13,7 +13,7 @@ from sklearn.linear_model import Ridge
 import recommend  # noqa: F401
 from recommend.interactions import Weighting, build_interactions
 from recommend.models import FitContext, NewStartRecommender, build_model, load_model
-from recommend.patients import Patients, covariate_matrix
+from recommend.patients import Patients, covariate_matrix, covariates_at
 from recommend.run import run_recommend
 from tests.test_recommend_run import _compose
 
@@ -192,3 +192,15 @@ def test_app_run_with_covariates_reads_person_and_conditions(tmp_path):
     labels = Patients(condition_names={"320128": "Essential hypertension"}).label
     assert [labels(f) for f in ("condition=320128", "condition=1", "age=60", "age=90", "sex=8532", "care_site=3")] == [
         "diagnosis: Essential hypertension", "diagnosis: 1", "age 60-69", "age 90+", "sex: female", "practice 3"]
+
+
+def test_covariates_at_two_times_of_one_patient():
+    persons = pl.DataFrame({"person_id": [1], "gender_concept_id": [8532], "year_of_birth": [1950]})
+    conditions = pl.DataFrame({"person_id": [1, 1, 1], "item": ["X", "Y", "X"],
+                               "start": [datetime(2005, 1, 1), datetime(2012, 1, 1), datetime(2012, 2, 1)]})
+    queries = pl.DataFrame({"query": [0, 1], "person_id": [1, 1],
+                            "reference": [datetime(2005, 1, 1), datetime(2012, 6, 1)]})
+    table = covariates_at(Patients(persons, conditions), queries, ["sex", "age", "conditions"])
+    # at 2005-01-01: 55 years old, X diagnosed that day not yet known; in 2012: 62, X (twice) and Y
+    assert sorted(table.rows()) == [(0, "age=50"), (0, "sex=8532"), (1, "age=60"), (1, "condition=X"),
+                                    (1, "condition=Y"), (1, "sex=8532")]
