@@ -204,3 +204,26 @@ def test_covariates_at_two_times_of_one_patient():
     # at 2005-01-01: 55 years old, X diagnosed that day not yet known; in 2012: 62, X (twice) and Y
     assert sorted(table.rows()) == [(0, "age=50"), (0, "sex=8532"), (1, "age=60"), (1, "condition=X"),
                                     (1, "condition=Y"), (1, "sex=8532")]
+
+
+def test_covariate_rows_built_in_chunks_equal_one_build(monkeypatch):
+    import recommend.patients as patients_module
+
+    persons = pl.DataFrame({"person_id": [1, 2, 3], "gender_concept_id": [8532, 8507, None],
+                            "year_of_birth": [1950, 1990, 1970]})
+    conditions = pl.DataFrame({"person_id": [1, 2, 3, 3], "item": ["X", "Y", "Z", "X"],
+                               "start": [datetime(2005, 1, 1), datetime(2001, 1, 1), datetime(2010, 1, 1),
+                                         datetime(2011, 1, 1)]})
+    queries = pl.DataFrame({"query": range(6), "person_id": [1, 1, 2, 3, 3, 3],
+                            "reference": [datetime(2004, 1, 1), datetime(2006, 1, 1), datetime(2002, 1, 1), None,
+                                          datetime(2010, 6, 1), datetime(2012, 1, 1)]})
+    kinds, patients = ["sex", "age", "conditions"], Patients(persons, conditions)
+    whole, features = patients_module.covariate_rows(patients, queries, kinds)
+    monkeypatch.setattr(patients_module, "QUERIES_PER_CHUNK", 2)  # chunks of unlike columns: X only, Y only, ...
+    chunked, chunked_features = patients_module.covariate_rows(patients, queries, kinds)
+    assert chunked_features.tolist() == features.tolist() == [
+        "age=10", "age=40", "age=50", "condition=X", "condition=Y", "condition=Z", "sex=8507", "sex=8532"]
+    np.testing.assert_array_equal(chunked.toarray(), whole.toarray())
+    assert whole.toarray()[3].sum() == 0 and whole.toarray()[4].tolist() == [0, 1, 0, 0, 0, 1, 0, 0]
+    fixed, _ = patients_module.covariate_rows(patients, queries, kinds, np.array(["condition=X", "sex=8532"]))
+    assert fixed.toarray().tolist() == [[0, 1], [1, 1], [0, 0], [0, 0], [0, 0], [1, 0]]

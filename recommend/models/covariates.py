@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from recommend.models.base import FitContext
 from recommend.models.knn import _top_contributions
-from recommend.patients import Patients, check_covariates, covariate_matrix, covariates_at, feature_matrix
+from recommend.patients import Patients, check_covariates, covariate_matrix, covariate_rows
 
 
 class CovariateInputs:
@@ -70,10 +70,10 @@ class CovariateInputs:
         return chosen[:, used].astype(np.float64)
 
     def fit_at(self, queries: pl.DataFrame) -> sp.csr_matrix:
-        """Covariates of the context's patients at other times (``queries``: query, person_id, reference; rows in
-        ``query`` order), e.g. at each drug start of a sequence model; the features are those some query has (kept
+        """Covariates of the context's patients at other times (``queries``: query = 0 .. n-1, person_id,
+        reference), e.g. at each drug start of a sequence model; the features are those some query has (kept
         in ``features``, which :meth:`rows` then builds at the prediction times)."""
-        matrix, self.features = feature_matrix(covariates_at(self._patients(), queries, self.kinds), queries.height)
+        matrix, self.features = covariate_rows(self._patients(), queries, self.kinds)
         self._rows = None
         return matrix * np.float32(self.weight)
 
