@@ -6,11 +6,11 @@ them, :meth:`Patients.before` keeps each patient's diagnoses strictly before the
 (the ``reference`` of a fold's history; without one, just after the history's last event), like the
 drug history, so nothing from the future leaks.
 
-:func:`covariate_matrix` turns them into binary features per patient (:func:`covariates_at`: per
-patient and time), named so that a saved model can rebuild the same columns: ``sex=<gender_concept_id>``, ``age=<band start>`` (age at
-the prediction time, in :data:`AGE_BAND_YEARS`-year bands), ``condition=<concept id>`` (ever
-diagnosed before the prediction time) and ``care_site=<care_site_id>`` (the patient's practice in
-PERSON, where prescribing habits live).
+:func:`covariate_matrix` turns them into binary features per patient (:func:`covariate_rows`: per
+patient and time), named so that a saved model can rebuild the same columns:
+``sex=<gender_concept_id>``, ``age=<band start>`` (age at the prediction time, in
+:data:`AGE_BAND_YEARS`-year bands), ``condition=<concept id>`` (ever diagnosed before the prediction
+time) and ``care_site=<care_site_id>`` (the patient's practice in PERSON, where prescribing habits live).
 """
 
 from __future__ import annotations
