@@ -49,7 +49,8 @@ class CovariateInputs:
         missing = patients.missing(self.kinds)
         if missing:
             raise ValueError(f"{self.owner}: covariates {list(self.kinds)} need {' and '.join(missing)}: give "
-                             "usage.tables.person / usage.tables.condition_occurrence, or set recommender.covariates=[]")
+                             "usage.tables.person / usage.tables.condition_occurrence, or set "
+                             "recommender.covariates=[]")
         return patients
 
     def fit(self, examples: np.ndarray | None = None, history: pl.DataFrame | None = None) -> sp.csr_matrix:
