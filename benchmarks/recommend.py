@@ -41,6 +41,7 @@ Run (from the repo root; ``--quick`` for a small smoke run)::
     nice -n 5 .venv/bin/python benchmarks/recommend.py --sim-patients 100000 1000000 --quality-on eunomia sim100000
     nice -n 5 .venv/bin/python benchmarks/recommend.py --quick
     .venv/bin/python benchmarks/recommend.py --merge a.json b.json --out both.json   # runs that split the models
+    .venv/bin/python benchmarks/recommend.py --split run.json --drop popularity --out pieces/  # one file per data set
     nice -n 5 .venv/bin/python benchmarks/recommend.py --skip ingest als --sim-override \
         population.acute_frailty_shape=0.5 +acute.pain.loading=1.0   # a cohort of other simulator settings
 """
@@ -399,6 +400,22 @@ def merge_results(paths: Sequence[Path]) -> dict[str, Any]:
     return merged
 
 
+def split_results(path: Path, drop: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+    """A results file over several data sets as one results file per data set (its quality rows, ratios and
+    cohort), to merge each into that data set's table; ``drop``: models whose rows to leave out (measured again,
+    e.g. popularity, which the table already holds). Each piece says what it was split from."""
+    result = json.loads(Path(path).read_text())
+    pieces = {}
+    for name, rows in result["quality"].items():
+        kept = [r for r in rows if r["model"] not in drop]
+        pieces[name] = {**result, "quality": {name: kept}, "ratios": task_b_ratios(name, kept),
+                        "synthetic_cohort_parameters": {k: v for k, v in result["synthetic_cohort_parameters"].items()
+                                                        if k == name},
+                        "split_from": f"{path} (data sets {', '.join(result['quality'])}), rows of "
+                                      f"{', '.join(sorted(drop)) or 'no model'} left out"}
+    return pieces
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -423,6 +440,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="RESULTS",
                         help="only merge these results files (runs that split the models) into --out, and print it")
+    parser.add_argument("--split", type=Path, default=None, metavar="RESULTS",
+                        help="only split this results file into one file per data set, <stem>_<data set>.json in "
+                             "the folder --out")
+    parser.add_argument("--drop", nargs="*", default=[], metavar="MODEL", help="with --split: models left out")
     parser.add_argument("--ingest-worker", nargs=2, metavar=("USAGE", "COHORT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.merge:
@@ -430,6 +451,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         write_json_atomic(args.out, result)
         print_tables(result)
         return result
+    if args.split:
+        pieces = split_results(args.split, args.drop)
+        for name, piece in pieces.items():
+            write_json_atomic(args.out / f"{args.split.stem}_{name}.json", piece)
+            print(args.out / f"{args.split.stem}_{name}.json", [(r["model"], r["task"]) for r in piece["quality"][name]])
+        return pieces
     if args.ingest_worker:
         print(json.dumps(ingest_worker(*args.ingest_worker)))
         return {}

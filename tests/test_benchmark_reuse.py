@@ -70,3 +70,25 @@ def test_the_final_svr_refits_on_every_training_label_with_the_tuned_c(tmp_path)
     metrics = refit["metrics"]
     assert metrics["labels_per_fold"]["val"] == 0 and metrics["labels_per_fold"]["train"] > 0
     assert [task["C"] for task in metrics["training"][0]["tasks"]] == [3.0]
+
+
+def test_a_run_over_two_data_sets_splits_into_pieces_that_merge(tmp_path):
+    import json
+
+    from benchmarks.recommend import main, merge_results
+
+    row = lambda model, ndcg: {"model": model, "task": "new", "ndcg@10": ndcg}  # noqa: E731
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps({"note": "synthetic", "when": "run", "ratios": {},
+                               "quality": {"eunomia": [row("popularity", 0.6), row("ease", 0.5)],
+                                           "sim": [row("popularity", 0.3), row("ease", 0.33)]},
+                               "synthetic_cohort_parameters": {"sim": {"seed": 0}}}))
+    pieces = main(["--split", str(run), "--drop", "popularity", "--out", str(tmp_path / "pieces")])
+    assert set(pieces) == {"eunomia", "sim"} and pieces["eunomia"]["synthetic_cohort_parameters"] == {}
+    assert [r["model"] for r in pieces["sim"]["quality"]["sim"]] == ["ease"]
+    assert "popularity left out" in pieces["sim"]["split_from"]
+    table = tmp_path / "table.json"  # a table of the same cohort that has popularity already
+    table.write_text(json.dumps({"note": "synthetic", "quality": {"sim": [row("popularity", 0.3)]},
+                                 "synthetic_cohort_parameters": {"sim": {"seed": 0}}}))
+    merged = merge_results([table, tmp_path / "pieces" / "run_sim.json"])
+    assert merged["ratios"]["sim: best(ALS, EASE) / popularity, test NDCG@10 task b"]["ratio"] == 1.1
