@@ -454,8 +454,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.split:
         pieces = split_results(args.split, args.drop)
         for name, piece in pieces.items():
-            write_json_atomic(args.out / f"{args.split.stem}_{name}.json", piece)
-            print(args.out / f"{args.split.stem}_{name}.json", [(r["model"], r["task"]) for r in piece["quality"][name]])
+            written = write_json_atomic(args.out / f"{args.split.stem}_{name}.json", piece)
+            print(written, [(r["model"], r["task"]) for r in piece["quality"][name]])
         return pieces
     if args.ingest_worker:
         print(json.dumps(ingest_worker(*args.ingest_worker)))
