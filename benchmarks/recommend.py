@@ -112,7 +112,7 @@ GRIDS: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
     "gru": [({"hidden": h, "new_only": n, "dropout": d, "epochs": 3}, {"scheme": "binary"})
             for h in (64, 128) for n in (False, True) for d in (0.0, 0.2, 0.5)],
 }
-# ALS, EASE and newstart with the patient's sex, age band and past diagnoses (PERSON, CONDITION_OCCURRENCE), and with
+# ALS, EASE, newstart and the GRU with the patient's sex, age band and past diagnoses (PERSON, CONDITION_OCCURRENCE), and with
 # the practice too for cohorts that have one (PERSON.care_site_id: simulated with practices=...): their own grids,
 # point for point (a key that is not a recommender's name names it in its params)
 COVARIATE_SETS = {"patients": ["sex", "age", "conditions"], "practice": ["sex", "age", "conditions", "care_site"]}

@@ -11,6 +11,7 @@ Scoring needs the context: covariates are not in the matrix.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -37,6 +38,17 @@ class CovariateInputs:
 
     def __bool__(self) -> bool:
         return bool(self.kinds)
+
+    def params(self) -> dict[str, Any]:
+        """The owner's config entries for its covariates."""
+        return {"covariates": list(self.kinds), "covariate_weight": self.weight}
+
+    def state(self) -> dict[str, np.ndarray]:
+        """What the owner saves with its weights: the feature names, which rebuild the columns."""
+        return {"features": self.features}
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.features = arrays.get("features", np.asarray([], dtype=str))  # files saved before covariates
 
     def set_context(self, context: FitContext) -> None:
         self.context, self._rows, self._last_row = context, None, None

@@ -54,8 +54,7 @@ class EASERecommender(LinearExplanations, Recommender):
         self.B: np.ndarray | None = None
 
     def params(self) -> dict[str, Any]:
-        return {"l2": self.l2, "covariates": list(self.covariates.kinds),
-                "covariate_weight": self.covariates.weight}
+        return {"l2": self.l2, **self.covariates.params()}
 
     def with_context(self, context: FitContext) -> EASERecommender:
         """Only covariates read the context (the patients, at its prediction times); a loaded model with covariates
@@ -104,11 +103,11 @@ class EASERecommender(LinearExplanations, Recommender):
         return self.covariates.explain(user_id, self.B[len(self.active):, position], N) if active else []
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {"active": self.active, "features": self.covariates.features, "B": self.B}
+        return {"active": self.active, **self.covariates.state(), "B": self.B}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.active, self.B = arrays["active"], arrays["B"]
-        self.covariates.features = arrays.get("features", np.asarray([], dtype=str))  # files saved before covariates
+        self.covariates.load_state(arrays)
 
 
 def linear_explanation(row: sp.csr_matrix, inputs: np.ndarray, outputs: np.ndarray, weights: np.ndarray, item_id: int,

@@ -78,7 +78,7 @@ class ALSRecommender(BatchExplanations, FactorModel):
                          random_state=random_state, num_threads=num_threads)
 
     def params(self) -> dict[str, Any]:
-        return {**self._params, "covariates": list(self.covariates.kinds), "covariate_weight": self.covariates.weight}
+        return {**self._params, **self.covariates.params()}
 
     def _implicit(self):
         from implicit.cpu.als import AlternatingLeastSquares
@@ -115,11 +115,11 @@ class ALSRecommender(BatchExplanations, FactorModel):
         return out
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {**super()._state(), "features": self.covariates.features}
+        return {**super()._state(), **self.covariates.state()}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         super()._set_state(arrays)
-        self.covariates.features = arrays.get("features", np.asarray([], dtype=str))  # files saved before covariates
+        self.covariates.load_state(arrays)
 
 
 @register_model("bpr")

@@ -58,8 +58,7 @@ class NewStartRecommender(LinearExplanations, Recommender):
         self.bias: np.ndarray | None = None
 
     def params(self) -> dict[str, Any]:
-        return {"l2": self.l2, "covariates": list(self.covariates.kinds),
-                "covariate_weight": self.covariates.weight}
+        return {"l2": self.l2, **self.covariates.params()}
 
     def with_context(self, context: FitContext) -> NewStartRecommender:
         """The run's events (to fit) and patients (to fit and score with covariates); a loaded model that uses
@@ -118,9 +117,9 @@ class NewStartRecommender(LinearExplanations, Recommender):
         return self.covariates.explain(user_id, self.W[len(self.inputs):, position], N) if is_output else []
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {"inputs": self.inputs, "features": self.covariates.features, "outputs": self.outputs, "W": self.W,
+        return {"inputs": self.inputs, **self.covariates.state(), "outputs": self.outputs, "W": self.W,
                 "bias": self.bias}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.inputs, self.outputs, self.W, self.bias = arrays["inputs"], arrays["outputs"], arrays["W"], arrays["bias"]
-        self.covariates.features = arrays.get("features", np.asarray([], dtype=str))  # files saved before covariates
+        self.covariates.load_state(arrays)

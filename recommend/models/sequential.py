@@ -113,7 +113,7 @@ class GRURecommender(Recommender):
         self.steps: pl.DataFrame | None = None  # with covariates: each step's person_id, start and the next start
 
     def params(self) -> dict[str, Any]:
-        return {**self._params, "covariates": list(self.covariates.kinds)}
+        return {**self._params, "covariates": list(self.covariates.kinds)}  # no weight: the embeddings scale
 
     def with_context(self, context: FitContext) -> GRURecommender:
         steps = _steps(context)
@@ -161,7 +161,7 @@ class GRURecommender(Recommender):
             raise RuntimeError("gru needs the patients' event histories: call with_context(FitContext(...)) first")
         indptr, columns = self.sequences
         self.active = np.unique(columns)
-        # each step's covariates, just before it starts: what the model knows when it predicts that step
+        # each step's covariates at a time between it and the next start, where a prediction time would fall
         step_features = self.covariates.fit_at(self.covariate_times()) if self.covariates else None
         self.net = _GRUNet(self.n_items, len(self.active), p["embedding_dim"], p["hidden"], p["dropout"],
                            len(self.covariates.features))
@@ -219,13 +219,13 @@ class GRURecommender(Recommender):
         return self.covariates.explain(user_id, weights, N)
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {"active": self.active, "features": self.covariates.features,
+        return {"active": self.active, **self.covariates.state(),
                 **{f"net.{name}": t.numpy() for name, t in self.net.state_dict().items()}}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         p = self._params
         self.active = arrays["active"]
-        self.covariates.features = arrays.get("features", np.asarray([], dtype=str))  # files saved before covariates
+        self.covariates.load_state(arrays)
         weights = {name.removeprefix("net."): torch.from_numpy(np.array(v)) for name, v in arrays.items()
                    if name.startswith("net.")}
         n_items = weights["embedding.weight"].shape[0] - 1
