@@ -4,8 +4,9 @@
 # Simulate a small **synthetic** OMOP cohort from the real drug catalog, fit ALS and EASE on a
 # global time split, look at one patient's history beside their recommendations with the
 # explanations (and newstart's, which also reads the patient's diagnoses), then ask the content model for
-# "drugs like atorvastatin" with its reasons, summaries and keywords. The same functions as `python -m recommend.simulate` and `python -m recommend.run`; a real
-# OMOP `DRUG_EXPOSURE` table drops in through `usage=omop`. Percent-format script (jupytext).
+# "drugs like atorvastatin" with its reasons, summaries and keywords. The same functions as
+# `python -m recommend.simulate` and `python -m recommend.run`; a real OMOP `DRUG_EXPOSURE` table drops in
+# through `usage=omop`. Percent-format script (jupytext).
 
 # %%
 import os
