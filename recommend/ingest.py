@@ -75,6 +75,7 @@ class Usage:
     files: list[Path] = field(default_factory=list)
     patients: Patients = field(default_factory=Patients)  # OMOP PERSON and CONDITION_OCCURRENCE, when given
     condition_report: IngestReport | None = None
+    person_report: IngestReport | None = None
 
 
 def release_events(usage: Usage) -> Usage:
@@ -231,12 +232,23 @@ def read_columns(path: str | Path, needed: Sequence[str]) -> pl.DataFrame:
     return frame.select(needed).collect()
 
 
-def read_omop_person(path: str | Path) -> pl.DataFrame:
+def read_omop_person(path: str | Path) -> tuple[pl.DataFrame, IngestReport]:
     """OMOP PERSON: person_id, gender_concept_id, year_of_birth and, when the file has it, care_site_id (all
-    persons, incl. those without drugs)."""
+    persons, incl. those without drugs), and what was dropped: a row without a person_id
+    (``missing_person_id``) or with a value that is not an integer (``<column>_not_an_integer``, the first such
+    column). A missing sex or year of birth keeps the person (``Patients.summary`` counts them)."""
     needed = ["person_id", "gender_concept_id", "year_of_birth"]
-    optional = [c for c in ("care_site_id",) if c in scan_table(path).collect_schema().names()]
-    return read_columns(path, needed + optional).select(pl.col(needed + optional).cast(pl.Int64, strict=False))
+    columns = needed + [c for c in ("care_site_id",) if c in scan_table(path).collect_schema().names()]
+    raw = read_columns(path, columns).with_row_index("row")
+    parsed = raw.select("row", *(pl.col(c).cast(pl.Int64, strict=False) for c in columns))
+    reason = pl.when(raw["person_id"].is_null()).then(pl.lit("missing_person_id"))
+    for c in columns:
+        reason = reason.when(raw[c].is_not_null() & parsed[c].is_null()).then(pl.lit(f"{c}_not_an_integer"))
+    parsed = parsed.with_columns(reason=reason.otherwise(None))
+    bad = parsed.filter(pl.col("reason").is_not_null()).select("row", "reason")
+    good = parsed.filter(pl.col("reason").is_null()).drop("row", "reason")
+    counts = dict(sorted(bad.group_by("reason").len().iter_rows(), key=lambda kv: (-kv[1], kv[0])))
+    return good, IngestReport(str(path), raw.height, good.height, counts, bad)
 
 
 def read_omop_conditions(path: str | Path, date_format: str | None = None) -> tuple[pl.DataFrame, IngestReport]:
@@ -262,13 +274,13 @@ def condition_names(concept: pl.DataFrame | None, condition_occurrence: Path) ->
 def with_patients(usage: Usage, person: Path | None, condition_occurrence: Path | None,
                   date_format: str | None = None) -> Usage:
     """``usage`` with the PERSON and CONDITION_OCCURRENCE tables read in (each optional) as its ``patients``."""
-    persons = read_omop_person(person) if person else None
+    persons, person_report = read_omop_person(person) if person else (None, None)
     conditions, report = read_omop_conditions(condition_occurrence, date_format) if condition_occurrence else (None, None)
     files = [*usage.files, *(Path(p) for p in (person, condition_occurrence) if p)]
     names = condition_names(usage.vocabulary.get("concept"), condition_occurrence) if conditions is not None else None
     return replace(usage, patients=Patients(persons, None if conditions is None else
                                             conditions.select("person_id", "item", "start"), names),
-                   condition_report=report, files=files)
+                   condition_report=report, person_report=person_report, files=files)
 
 
 def read_mimic_prescriptions(

@@ -7,8 +7,8 @@ catalog items, splits them in time (``usage_split=``), fits the model
 and K), ``recommendations.parquet`` (top-K per patient at the test prediction time,
 with explanations; content and hybrid models add each drug's summary and keywords),
 ``histories.parquet`` (each patient's past drugs at that time), ``report.json`` (ingest, mapping and split report),
-``ingest_errors.parquet`` (every dropped row and why; ``ingest_condition_errors.parquet`` for
-CONDITION_OCCURRENCE when given), ``model.npz`` + ``model.json``,
+``ingest_errors.parquet`` (every dropped row and why; ``ingest_condition_errors.parquet`` and
+``ingest_person_errors.parquet`` for CONDITION_OCCURRENCE and PERSON when given), ``model.npz`` + ``model.json``,
 ``users.parquet`` / ``items.parquet`` (the matrix id maps), ``run.json``, the logger's per-fold
 metrics and params (``logger=csv``: ``metrics_log.csv``; ``logger=mlflow``: ``mlflow.db``), and for content and
 hybrid models ``neighbourhood.png`` (structures of the most used drug's nearest drugs).
@@ -162,6 +162,8 @@ def run_recommend(cfg: DictConfig, out_dir: Path, label: str | None = None) -> d
     report: dict[str, Any] = {"ingest": usage.report.to_dict(), "mapping": mapping.to_dict()}
     if usage.condition_report is not None:
         report["ingest_conditions"] = usage.condition_report.to_dict()
+    if usage.person_report is not None:
+        report["ingest_persons"] = usage.person_report.to_dict()
     if patients := usage.patients.summary():
         report["patients"] = patients
     write_json_atomic(out_dir / "report.json", report)
@@ -197,6 +199,8 @@ def run_recommend(cfg: DictConfig, out_dir: Path, label: str | None = None) -> d
     write_parquet_atomic(usage.report.bad_rows, out_dir / "ingest_errors.parquet")
     if usage.condition_report is not None:
         write_parquet_atomic(usage.condition_report.bad_rows, out_dir / "ingest_condition_errors.parquet")
+    if usage.person_report is not None:
+        write_parquet_atomic(usage.person_report.bad_rows, out_dir / "ingest_person_errors.parquet")
     objective = cfg.objective
     value = metrics[objective.fold]["tasks"][objective.task].get(objective.metric)
     metrics["objective"] = {**OmegaConf.to_container(objective), "value": value}

@@ -186,7 +186,7 @@ def test_omop_person_and_conditions():
     conditions, report = read_omop_conditions(resolve_path(dataset="eunomia_condition_occurrence"))
     assert (report.rows_read, report.dropped) == (65_332, {})
     assert conditions["item"].n_unique() == 80 and conditions["end"].null_count() == 8_652
-    person = read_omop_person(resolve_path(dataset="eunomia_person"))
+    person, _ = read_omop_person(resolve_path(dataset="eunomia_person"))
     assert person.height == 2_694 and set(person["gender_concept_id"]) == {8507, 8532}
     with pytest.raises(KeyError, match=r"omop_concept\.csv.*person_id"):
         read_omop_person(DATA / "omop_concept.csv")
@@ -218,3 +218,15 @@ def test_a_path_given_replaces_a_shipped_eunomia_table(tmp_path):
     usage = load_usage(OmegaConf.to_container(cfg.usage, resolve=True))
     assert usage.patients.persons["person_id"].to_list() == [1, 2]
     assert mine in usage.files  # fingerprinted in the run's report
+
+
+def test_person_rows_that_are_not_integers_are_reported_by_row_and_reason(tmp_path):
+    bad = tmp_path / "person.csv"
+    bad.write_text("person_id,gender_concept_id,year_of_birth\n1,8532,1950\nabc,8507,1980\n,8507,1970\n"
+                   "4,female,1960\n5,,\n")
+    persons, report = read_omop_person(bad)
+    assert persons["person_id"].to_list() == [1, 5] and persons["year_of_birth"].to_list() == [1950, None]
+    assert report.bad_rows.rows() == [(1, "person_id_not_an_integer"), (2, "missing_person_id"),
+                                      (3, "gender_concept_id_not_an_integer")]
+    assert (report.rows_read, report.rows_kept) == (5, 2) and report.dropped == {
+        "gender_concept_id_not_an_integer": 1, "missing_person_id": 1, "person_id_not_an_integer": 1}

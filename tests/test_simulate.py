@@ -179,7 +179,7 @@ def test_recommend_ingests_the_output_through_its_omop_path(written, data, drugs
     matrix = build_interactions(events, events["person_id"].unique().sort(), catalog.items("ingredient")["item"],
                                 Weighting(scheme="days"))
     assert matrix.matrix.nnz > 0 and matrix.shape[1] == drugs.height
-    person = read_omop_person(written / FILES["person"])
+    person, _ = read_omop_person(written / FILES["person"])
     assert person.height == N and person.columns[-1] == "care_site_id"  # OMOP PERSON column, null without practices
     conditions, cond_report = read_omop_conditions(written / FILES["condition_occurrence"])
     assert conditions.height == data.condition_occurrence.height and cond_report.dropped == {}
