@@ -100,6 +100,7 @@ def test_new_only_masks_steps_whose_item_came_before():
     assert new.score(users, None).shape == (10, 4)
 
 
+@pytest.mark.filterwarnings("error::UserWarning")  # the validation fold has no history: no empty-layer warning
 def test_hydra_run_with_gru(tmp_path):
     result = run_recommend(tiny_omop_config("recommender=gru", "recommender.epochs=2"), tmp_path)
     assert result["metrics"]["recommender"]["name"] == "gru"
