@@ -7,6 +7,7 @@
     from recommend.splits import time_split
     from recommend.interactions import Weighting, build_interactions
     from recommend.models import build_model
+    from recommend.predict import load_trained   # a trained run, for patients it never saw
 """
 
 import os

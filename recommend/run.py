@@ -40,7 +40,7 @@ from featurestore.provenance import seed_everything, write_run_record
 from featurestore.runs import flatten
 from featurestore.tracking import numbers, start_logger
 from recommend.evaluate import evaluate_fold
-from recommend.ingest import load_usage, release_events
+from recommend.ingest import Usage, load_usage, release_events
 from recommend.interactions import Interactions, Weighting, build_interactions, pair_matrix
 from recommend.mapping import DrugCatalog, map_events
 from recommend.models import FitContext, Recommender, build_model
@@ -118,6 +118,50 @@ def history_table(fold: Fold, items: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def read_usage(
+    spec: Mapping[str, Any], covariates: bool, catalog: DrugCatalog, granularity: str, out_dir: Path,
+) -> tuple[pl.DataFrame, Usage, dict[str, Any]]:
+    """Read usage records (``usage/`` config ``spec``) and map them to catalog items: ``(events, usage without its
+    source events, report)``. ``covariates``: also read PERSON and CONDITION_OCCURRENCE when the spec names them.
+
+    The report (ingest, mapping, and the PERSON and diagnosis ingest) is written to ``out_dir/report.json`` at
+    once, so that a run failing later still leaves what was read and mapped.
+    """
+    usage = load_usage(spec, patients=covariates)
+    events, mapping = map_events(usage.events, usage.item_kind, catalog, granularity, usage.vocabulary)
+    usage = release_events(usage)
+    report: dict[str, Any] = {"ingest": usage.report.to_dict(), "mapping": mapping.to_dict()}
+    if usage.condition_report is not None:
+        report["ingest_conditions"] = usage.condition_report.to_dict()
+    if usage.person_report is not None:
+        report["ingest_persons"] = usage.person_report.to_dict()
+    if patients := usage.patients.summary():
+        report["patients"] = patients
+    write_json_atomic(out_dir / "report.json", report)
+    return events, usage, report
+
+
+def write_recommendations(
+    model: Recommender, train: Interactions, fold: Fold, items: pl.DataFrame, output: Mapping[str, Any],
+    screen: InteractionSpec, granularity: str, catalog: DrugCatalog, usage: Usage, out_dir: Path,
+) -> dict[str, Any]:
+    """Write the fold's ``recommendations.parquet`` (top ``output.top_k`` per patient, explained, screened for
+    interactions: ``interactions.parquet``), ``histories.parquet`` and the ingest's bad rows
+    (``ingest_errors.parquet``, and ``ingest_condition_errors``/``ingest_person_errors`` when read); returns the
+    interaction screen's report."""
+    table = recommendation_table(model, train, fold, items, screen.depth(output["top_k"]), output["exclude"],
+                                 output["explain"], usage.patients)  # screen.depth: ranks deeper, to backfill
+    table, screened = screen_fold(table, fold, screen, output["top_k"], granularity, catalog.ids, out_dir)
+    write_parquet_atomic(with_descriptions(table, model), out_dir / "recommendations.parquet")
+    write_parquet_atomic(history_table(fold, items), out_dir / "histories.parquet")
+    write_parquet_atomic(usage.report.bad_rows, out_dir / "ingest_errors.parquet")
+    if usage.condition_report is not None:
+        write_parquet_atomic(usage.condition_report.bad_rows, out_dir / "ingest_condition_errors.parquet")
+    if usage.person_report is not None:
+        write_parquet_atomic(usage.person_report.bad_rows, out_dir / "ingest_person_errors.parquet")
+    return screened
+
+
 def split_events(events: pl.DataFrame, spec: dict[str, Any], report_path: Path) -> dict[str, Fold]:
     """:func:`make_split`, failing with what was left to split and where the ingest report is."""
     where = f"{events.height} mapped events of {events['person_id'].n_unique()} patients; see {report_path}"
@@ -153,20 +197,9 @@ def run_recommend(cfg: DictConfig, out_dir: Path, label: str | None = None) -> d
     out_dir.mkdir(parents=True, exist_ok=True)
     usage_spec = OmegaConf.to_container(cfg.usage, resolve=True)
     recommender = OmegaConf.to_container(cfg.recommender, resolve=True)
-    usage = load_usage(usage_spec, patients=uses_covariates(recommender))
     catalog = DrugCatalog(load_dataset("drugs"), aliases=cfg.catalog.aliases)
     granularity = cfg.catalog.granularity
-    events, mapping = map_events(usage.events, usage.item_kind, catalog, granularity, usage.vocabulary)
-    usage = release_events(usage)
-    # Written before the split so that a run failing there still leaves what was read and mapped.
-    report: dict[str, Any] = {"ingest": usage.report.to_dict(), "mapping": mapping.to_dict()}
-    if usage.condition_report is not None:
-        report["ingest_conditions"] = usage.condition_report.to_dict()
-    if usage.person_report is not None:
-        report["ingest_persons"] = usage.person_report.to_dict()
-    if patients := usage.patients.summary():
-        report["patients"] = patients
-    write_json_atomic(out_dir / "report.json", report)
+    events, usage, report = read_usage(usage_spec, uses_covariates(recommender), catalog, granularity, out_dir)
     folds = split_events(events, OmegaConf.to_container(cfg.usage_split, resolve=True), out_dir / "report.json")
     items = catalog.items(granularity)
     users = events["person_id"].unique().sort()
@@ -189,18 +222,9 @@ def run_recommend(cfg: DictConfig, out_dir: Path, label: str | None = None) -> d
         write_neighbourhood(model, train.matrix, out_dir / "neighbourhood.png")
     write_parquet_atomic(pl.DataFrame({"row": np.arange(users.len()), "person_id": users}), out_dir / "users.parquet")
     write_parquet_atomic(items.with_row_index("column"), out_dir / "items.parquet")
-    screen = InteractionSpec.from_config(cfg.get("interactions"))  # interaction screen; remove ranks deeper to backfill
-    table = recommendation_table(model, train, fold, items, screen.depth(cfg.output.top_k), cfg.output.exclude,
-                                 cfg.output.explain, usage.patients)
-    table, report["interactions"] = screen_fold(table, fold, screen, cfg.output.top_k, granularity, catalog.ids, out_dir)
-    table = with_descriptions(table, model)
-    write_parquet_atomic(table, out_dir / "recommendations.parquet")
-    write_parquet_atomic(history_table(fold, items), out_dir / "histories.parquet")
-    write_parquet_atomic(usage.report.bad_rows, out_dir / "ingest_errors.parquet")
-    if usage.condition_report is not None:
-        write_parquet_atomic(usage.condition_report.bad_rows, out_dir / "ingest_condition_errors.parquet")
-    if usage.person_report is not None:
-        write_parquet_atomic(usage.person_report.bad_rows, out_dir / "ingest_person_errors.parquet")
+    screen = InteractionSpec.from_config(cfg.get("interactions"))
+    report["interactions"] = write_recommendations(model, train, fold, items, cfg.output, screen, granularity,
+                                                   catalog, usage, out_dir)
     objective = cfg.objective
     value = metrics[objective.fold]["tasks"][objective.task].get(objective.metric)
     metrics["objective"] = {**OmegaConf.to_container(objective), "value": value}

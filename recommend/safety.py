@@ -45,7 +45,7 @@ BAD_ROWS_SHOWN = 10
 
 @dataclass(frozen=True)
 class InteractionSpec:
-    """The ``interactions:`` config block (see conf/recommend.yaml)."""
+    """The ``interactions:`` config block (see conf/recommendations/default.yaml)."""
 
     table: str | None = "ansm"
     action: str = "flag"

@@ -69,6 +69,15 @@ def _fold(name: str, events: pl.DataFrame, reference: datetime, end: datetime | 
     return Fold(name, history, future, info)
 
 
+def prediction_fold(events: pl.DataFrame, at: str | date | None = None) -> Fold:
+    """The records known at prediction time ``at`` as a fold's history (its future: the events from ``at`` on, which
+    nothing reads); ``at=None``: the day after the last event starts, i.e. each patient's whole record."""
+    if events.is_empty():
+        raise ValueError("no usage event to recommend from")
+    reference = _as_datetime(at) if at is not None else events["start"].max() + timedelta(days=1)
+    return _fold("predict", events, reference, None)
+
+
 def time_split(
     events: pl.DataFrame,
     cutoff: str | date | None = None,

@@ -3,11 +3,12 @@
 import json
 
 import numpy as np
+import polars as pl
 import pytest
 import scipy.sparse as sp
 
 import recommend  # noqa: F401
-from recommend.models import MODELS, build_model, load_model
+from recommend.models import MODELS, FitContext, build_model, load_model
 
 # 8 patients x 6 items; item 5 is never taken (an empty catalog column).
 X = sp.csr_matrix(np.array([
@@ -154,3 +155,37 @@ def test_ease_explains_only_past_items_it_was_trained_on():
     assert [item for item, _ in contributions] == [0]
     assert contributions[0][1] == pytest.approx(float(model.B[0, 1]))
     assert model.explain(0, row, 5) == []  # and an untrained item has no explanation
+
+
+def _new_patients():
+    """The context of patients the models were not fitted on (matrix-row models read nothing else from it)."""
+    return FitContext(pl.DataFrame({"item": [f"D{j}" for j in range(X.shape[1])]}), pl.Series(USERS), pl.DataFrame())
+
+
+@pytest.mark.parametrize("key", ["popularity", "itemknn", "bm25", "ease"])
+def test_new_patients_score_like_fitted_patients_with_the_same_row(key, tmp_path):
+    model = _model(key)
+    model.save(tmp_path / "model")
+    order = USERS[::-1]  # new patient i has the history of fitted patient order[i]
+    loaded = load_model(tmp_path / "model").with_patients(_new_patients())
+    np.testing.assert_allclose(loaded.score(USERS, X[order]), model.score(order, X[order]), rtol=1e-6)
+
+
+def test_als_folds_in_new_patients_from_their_rows(tmp_path):
+    model = build_model({"name": "als", "factors": 3, "iterations": 30, "regularization": 0.1,
+                         "random_state": 1}).fit(X)
+    model.save(tmp_path / "model")
+    order = USERS[::-1]
+    loaded = load_model(tmp_path / "model").with_patients(_new_patients())
+    folded = loaded.score(USERS, X[order])
+    # re-solved against the final item factors: the fitted patients' scores, up to the last half-iteration
+    np.testing.assert_allclose(folded, model.score(order, X[order]), atol=0.02)
+    assert loaded.recommend(USERS, X[order], N=2)[0].tolist() == model.recommend(order, X[order], N=2)[0].tolist()
+    # a history nobody had: scored from that history, not from a fitted patient's factors
+    unseen = sp.csr_matrix(np.array([[0, 0, 0, 0, 1, 1]], dtype=np.float32))
+    assert not np.allclose(loaded.score(USERS[:1], unseen), model.score(USERS[:1], unseen))
+
+
+def test_bpr_refuses_new_patients():
+    with pytest.raises(NotImplementedError, match="bpr cannot score patients it was not fitted on"):
+        _model("bpr").with_patients(_new_patients())

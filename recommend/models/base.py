@@ -86,6 +86,16 @@ class Recommender(ABC):
         """
         return self
 
+    def with_patients(self, context: FitContext) -> Recommender:
+        """Set the fitted model to score the patients of ``context`` (matrix rows in ``context.users`` order):
+        patients it was not fitted on, or the same ones at a later time; returns self.
+
+        Models that score from a patient's matrix row (popularity, item-kNN, EASE, newstart, content) or from the
+        context (the GRU's event sequences, covariates) only need the context; ALS re-solves each patient's
+        factors from their row; BPR cannot and raises.
+        """
+        return self.with_context(context)
+
     @abstractmethod
     def fit(self, user_items: sp.csr_matrix) -> Recommender:
         """Learn from a patients × items matrix; returns self."""

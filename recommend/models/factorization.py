@@ -25,6 +25,7 @@ class FactorModel(Recommender):
     def __init__(self, **params: Any) -> None:
         self._params = params
         self.model = self._new_model()
+        self.fold_in = False  # score re-solved factors of the given rows, not the fitted patients' factors
 
     def params(self) -> dict[str, Any]:
         return dict(self._params)
@@ -47,7 +48,11 @@ class FactorModel(Recommender):
         return self
 
     def score(self, user_ids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
-        return self.model.user_factors[user_ids] @ self.model.item_factors[:self.n_items].T
+        factors = self._solved_factors(user_ids, user_items) if self.fold_in else self.model.user_factors[user_ids]
+        return factors @ self.model.item_factors[:self.n_items].T
+
+    def _solved_factors(self, user_ids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        raise NotImplementedError(f"{self.name} cannot score patients it was not fitted on")
 
     def item_similarity(self, item_ids: np.ndarray) -> np.ndarray:
         """Cosine similarity of item factors."""
@@ -90,6 +95,19 @@ class ALSRecommender(BatchExplanations, FactorModel):
         self.covariates.set_context(context)
         return self
 
+    def with_patients(self, context: FitContext) -> ALSRecommender:
+        """Score the context's patients from their rows: each one's factors solved exactly against the fitted
+        item factors (implicit's ``recalculate_user``), with their covariates as pseudo-items."""
+        self.with_context(context).fold_in = True
+        return self
+
+    def _solved_factors(self, user_ids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        rows = sp.csr_matrix(user_items, dtype=np.float32)
+        if len(self.covariates.features):
+            rows = sp.hstack([rows, self.covariates.rows(user_ids)], format="csr", dtype=np.float32)
+        with threadpool_limits(1, "blas"):
+            return self.model.recalculate_user(np.arange(rows.shape[0]), rows)
+
     def fit(self, user_items: sp.csr_matrix) -> ALSRecommender:
         n_items = user_items.shape[1]
         if self.covariates:
@@ -130,6 +148,10 @@ class BPRRecommender(FactorModel):
                  iterations: int = 100, random_state: int = 0) -> None:
         super().__init__(factors=factors, learning_rate=learning_rate, regularization=regularization,
                          iterations=iterations, random_state=random_state)
+
+    def with_patients(self, context: FitContext) -> BPRRecommender:
+        raise NotImplementedError("bpr cannot score patients it was not fitted on (implicit's BPR has no fold-in): "
+                                  "refit it with them, or use als, ease or itemknn")
 
     def _implicit(self):
         from implicit.cpu.bpr import BayesianPersonalizedRanking

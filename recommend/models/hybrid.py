@@ -174,6 +174,11 @@ class HybridRecommender(Recommender):
         self.content.with_context(context)
         return self
 
+    def with_patients(self, context: FitContext) -> HybridRecommender:
+        self.with_context(context)
+        self.behavior.with_patients(context)  # ALS re-solves the new rows; BPR raises
+        return self
+
     def _behavior(self, spec: Mapping[str, Any]) -> Recommender:
         from recommend.models import build_model  # the registry module imports this one
 
