@@ -4,11 +4,13 @@ Reads usage records (``usage=``: eunomia by default, omop, mimic, csv), maps the
 catalog items, splits them in time (``usage_split=``), fits the model
 (``recommender=``) on each fold's history and evaluates it on the whole catalog
 (``evaluate=``). Writes into the Hydra run directory: ``metrics.json`` (per fold, task
-and K), ``recommendations.parquet`` (top-K per patient at the test prediction time,
-with explanations; content and hybrid models add each drug's summary and keywords),
+and K), ``recommendations.parquet`` (top-K per patient at the test prediction time, or with
+``final_fit=true`` after the last record, with explanations; content and hybrid models add each drug's summary and
+keywords),
 ``histories.parquet`` (each patient's past drugs at that time), ``report.json`` (ingest, mapping and split report),
 ``ingest_errors.parquet`` (every dropped row and why; ``ingest_condition_errors.parquet`` and
-``ingest_person_errors.parquet`` for CONDITION_OCCURRENCE and PERSON when given), ``model.npz`` + ``model.json``,
+``ingest_person_errors.parquet`` for CONDITION_OCCURRENCE and PERSON when given), ``model.npz`` + ``model.json``
+(the test fold's model; ``final_fit=true``: refitted on every record after the evaluation, for ``recommend.predict``),
 ``users.parquet`` / ``items.parquet`` (the matrix id maps), ``run.json``, the logger's per-fold
 metrics and params (``logger=csv``: ``metrics_log.csv``; ``logger=mlflow``: ``mlflow.db``), and for content and
 hybrid models ``neighbourhood.png`` (structures of the most used drug's nearest drugs).
@@ -19,6 +21,7 @@ Examples::
     python -m recommend.run
     python -m recommend.run recommender=als weighting.transform=bm25 usage_split=leave_last
     python -m recommend.run -m recommender=popularity,itemknn,als,ease   # + comparison.png
+    python -m recommend.run final_fit=true   # then: python -m recommend.predict model_run=<this run> usage=...
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from recommend.models import FitContext, Recommender, build_model
 from recommend.patients import Patients, uses_covariates
 from recommend.plots import content_of, write_neighbourhood
 from recommend.safety import InteractionSpec, screen_fold
-from recommend.splits import Fold, excluded_items, make_split
+from recommend.splits import Fold, excluded_items, make_split, prediction_fold
 
 
 def recommendation_table(
@@ -216,7 +219,12 @@ def run_recommend(cfg: DictConfig, out_dir: Path, label: str | None = None) -> d
                                 cfg.evaluate.max_patients, cfg.seed)
         metrics[name] = {"fit_seconds": round(fit_seconds, 4), "split": fold.info, "tasks": results}
         logger.log_metrics(step, {"fit_seconds": fit_seconds, **numbers(flatten(results))}, name)
-    # The last fold is the test fold: its model and matrix serve the saved outputs.
+    if cfg.final_fit:  # a model of every record to recommend with (recommend.predict); the metrics stay the folds'
+        fold = prediction_fold(events)
+        model, train, fit_seconds = fit_fold(recommender, fold, items, users, weighting, cfg.progress, split,
+                                             usage.patients)
+        metrics["final_fit"] = {"fit_seconds": round(fit_seconds, 4), "split": fold.info}
+    # The last fold (the test fold, or the final fit) serves the saved outputs: its model and matrix.
     model.save(out_dir / "model")
     if content_of(model) is not None:
         write_neighbourhood(model, train.matrix, out_dir / "neighbourhood.png")

@@ -89,3 +89,14 @@ def test_bpr_and_wrong_folders_fail_clearly(tmp_path):
         predict_recommend(_predict_config(run), tmp_path / "out")
     with pytest.raises(FileNotFoundError, match="not a recommend.run output folder: run.json is missing"):
         predict_recommend(_predict_config(tmp_path / "nothing"), tmp_path / "out2")
+
+
+def test_final_fit_saves_a_model_of_every_record(tmp_path):
+    run = tmp_path / "final"
+    result = run_recommend(tiny_omop_config("recommender=ease", "final_fit=true"), run)
+    assert result["metrics"]["final_fit"]["split"]["future_events"] == 0
+    # the last baskets (patient 1: acetaminophen; patient 2: amoxicillin, clavulanate) are in the saved history now
+    histories = pl.read_parquet(run / "histories.parquet")
+    assert set(histories.filter(pl.col("person_id") == 1)["drug_name"]) == {"Acetylsalicylic acid", "Acetaminophen"}
+    assert load_trained(run).model.active.size == 4  # EASE's drugs with training use: aspirin and the three above
+    assert result["metrics"]["test"]["tasks"]["all"]["patients"] == 2  # evaluated as before
