@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 
 import recommend
 from featurestore.datasets import load_dataset
+from recommend.predict import predict_recommend
 from recommend.run import run_recommend
 from recommend.simulate import load_condition_atc, simulate, write_synthetic
 
@@ -75,6 +76,22 @@ print(f"patient {person} (synthetic), cutoff {cutoff[:10]}:")
 print(history)
 print(recommendations.filter(pl.col("person_id") == person).select("rank", "drug_name", "atc_code", "score",
                                                                   "explanation"))
+
+# %% [markdown]
+# ## Patients the model never saw
+# `recommend.predict` ranks drugs for new records with a trained run folder: the same readers and catalog mapping
+# (here free-text drug names), explanations and interaction screen. ALS would re-solve each new patient's factors.
+
+# %%
+pl.DataFrame({"user": ["new-1", "new-1", "new-2", "new-2"],
+              "item": ["metformin", "lisinopril", "atorvastatin", "amlodipine"],
+              "timestamp": ["2019-01-01", "2019-03-01", "2019-02-01", "2019-02-15"]}).write_csv(work / "new.csv")
+with initialize_config_dir(CONF, version_base="1.3"):
+    cfg = compose("recommend_predict", overrides=[f"model_run={work / 'ease'}", "usage=csv",
+                                                  f"usage.path={work / 'new.csv'}", "usage.item_kind=name"])
+predict_recommend(cfg, work / "predict")
+print(pl.read_parquet(work / "predict" / "recommendations.parquet").select("person_id", "rank", "drug_name",
+                                                                           "explanation").head(6))
 
 # %% [markdown]
 # ## New drugs from the whole record: newstart with the patient's diagnoses, age band and sex
