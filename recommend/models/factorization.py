@@ -25,7 +25,6 @@ class FactorModel(Recommender):
     def __init__(self, **params: Any) -> None:
         self._params = params
         self.model = self._new_model()
-        self.fold_in = False  # score re-solved factors of the given rows, not the fitted patients' factors
 
     def params(self) -> dict[str, Any]:
         return dict(self._params)
@@ -48,11 +47,10 @@ class FactorModel(Recommender):
         return self
 
     def score(self, user_ids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
-        factors = self._solved_factors(user_ids, user_items) if self.fold_in else self.model.user_factors[user_ids]
-        return factors @ self.model.item_factors[:self.n_items].T
+        return self._user_factors(user_ids, user_items) @ self.model.item_factors[:self.n_items].T
 
-    def _solved_factors(self, user_ids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
-        raise NotImplementedError(f"{self.name} cannot score patients it was not fitted on")
+    def _user_factors(self, user_ids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        return self.model.user_factors[user_ids]
 
     def item_similarity(self, item_ids: np.ndarray) -> np.ndarray:
         """Cosine similarity of item factors."""
@@ -79,6 +77,7 @@ class ALSRecommender(BatchExplanations, FactorModel):
                  random_state: int = 0, num_threads: int = 1, covariates: Sequence[str] = (),
                  covariate_weight: float = 1.0) -> None:
         self.covariates = CovariateInputs("als", covariates, covariate_weight)  # pseudo-items after the items
+        self.fold_in = False  # True (with_patients): score factors re-solved from the given rows
         super().__init__(factors=factors, regularization=regularization, alpha=alpha, iterations=iterations,
                          random_state=random_state, num_threads=num_threads)
 
@@ -101,7 +100,9 @@ class ALSRecommender(BatchExplanations, FactorModel):
         self.with_context(context).fold_in = True
         return self
 
-    def _solved_factors(self, user_ids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+    def _user_factors(self, user_ids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        if not self.fold_in:
+            return super()._user_factors(user_ids, user_items)
         rows = sp.csr_matrix(user_items, dtype=np.float32)
         if len(self.covariates.features):
             rows = sp.hstack([rows, self.covariates.rows(user_ids)], format="csr", dtype=np.float32)
