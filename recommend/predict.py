@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +83,10 @@ def predict_recommend(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     usage_spec = OmegaConf.to_container(cfg.usage, resolve=True)
     events, usage, report = read_usage(usage_spec, uses_covariates(trained.model.params()), catalog,
                                        trained.granularity, out_dir)
-    at = cfg.at.isoformat() if isinstance(cfg.at, date) else cfg.at
-    fold = prediction_fold(events, at)
+    if events.is_empty():
+        raise ValueError(f"no usage event left to recommend from after ingest and catalog mapping; see "
+                         f"{out_dir / 'report.json'}")
+    fold = prediction_fold(events, cfg.at)
     users = fold.history["person_id"].unique().sort()
     if users.is_empty():
         raise ValueError(f"no patient has a usage event before the prediction time {fold.info['reference']} "

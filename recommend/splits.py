@@ -74,7 +74,13 @@ def prediction_fold(events: pl.DataFrame, at: str | date | None = None) -> Fold:
     nothing reads); ``at=None``: the day after the last event starts, i.e. each patient's whole record."""
     if events.is_empty():
         raise ValueError("no usage event to recommend from")
-    reference = _as_datetime(at) if at is not None else events["start"].max() + timedelta(days=1)
+    if at is None:
+        reference = events["start"].max() + timedelta(days=1)
+    else:
+        try:
+            reference = _as_datetime(at)
+        except ValueError:
+            raise ValueError(f"at must be a date (YYYY-MM-DD) or null, got {at!r}") from None
     return _fold("predict", events, reference, None)
 
 

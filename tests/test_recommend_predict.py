@@ -100,3 +100,14 @@ def test_final_fit_saves_a_model_of_every_record(tmp_path):
     assert set(histories.filter(pl.col("person_id") == 1)["drug_name"]) == {"Acetylsalicylic acid", "Acetaminophen"}
     assert load_trained(run).model.active.size == 4  # EASE's drugs with training use: aspirin and the three above
     assert result["metrics"]["test"]["tasks"]["all"]["patients"] == 2  # evaluated as before
+
+
+def test_bad_prediction_times_and_empty_records_fail_clearly(tmp_path):
+    run = _trained(tmp_path, "recommender=popularity")
+    with pytest.raises(ValueError, match=r"at must be a date \(YYYY-MM-DD\) or null, got 'soon'"):
+        predict_recommend(_predict_config(run, "at=soon"), tmp_path / "soon")
+    header = tmp_path / "header.csv"
+    header.write_text("user,item,timestamp\nu9,NOTADRUG,2020-01-01\n")
+    with pytest.raises(ValueError, match="no usage event left to recommend from after ingest and catalog mapping"):
+        predict_recommend(_predict_config(run, f"usage.path={header}"), tmp_path / "unmapped")
+    assert json.loads((tmp_path / "unmapped" / "report.json").read_text())["mapping"]["unmapped_codes"] == 1
