@@ -71,14 +71,19 @@ def recommendation_table(
     ids, scores = model.recommend(rows, user_items, N=top_k, filter_already_liked_items=False, exclude=mask)
     names = items["name"].to_list()
     label = (patients or Patients()).label
+    with_covariates = bool(model.params().get("covariates"))
     records = []
     for position, (row, person) in enumerate(zip(rows, persons.to_list())):
         valid = ids[position] >= 0
-        explained = model.explain_many(int(row), train.matrix, ids[position][valid], N=n_explain)
-        for rank, (item, score, because) in enumerate(zip(ids[position][valid], scores[position][valid], explained)):
-            patient = [label(f) for f, _ in model.explain_patient(int(row), int(item), n_explain)]
-            records.append((person, rank + 1, int(item), float(score), [names[j] for j, _ in because],
-                            [round(c, 6) for _, c in because], patient))
+        recommended = ids[position][valid]
+        because = (model.explain_many(int(row), train.matrix, recommended, N=n_explain) if n_explain > 0
+                   else [[] for _ in recommended])
+        for rank, (item, score, past) in enumerate(zip(recommended, scores[position][valid], because)):
+            patient = ([label(f) for f, _ in model.explain_patient(int(row), int(item), n_explain)]
+                       if with_covariates else None)
+            records.append((person, rank + 1, int(item), float(score), [names[j] for j, _ in past],
+                            [round(c, 6) for _, c in past], patient))
+    # built by rows: columns built from lists of lists took 2 GiB more at 100k patients
     table = pl.DataFrame(
         records, orient="row",
         schema={"person_id": persons.dtype, "rank": pl.Int32, "column": pl.Int64, "score": pl.Float64,
@@ -89,7 +94,7 @@ def recommendation_table(
     return table.join(catalog, on="column", how="left").select(
         "person_id", "rank", pl.col("item").alias("drug_id"), pl.col("name").alias("drug_name"),
         pl.col("atc").alias("atc_code"), "score", "explanation", "contribution",
-        *(["patient_explanation"] if model.params().get("covariates") else []),
+        *(["patient_explanation"] if with_covariates else []),
     ).sort("person_id", "rank")
 
 

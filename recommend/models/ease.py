@@ -32,7 +32,14 @@ class LinearExplanations(BatchExplanations):
     ) -> list[list[tuple[int, float]]]:
         row = user_items[user_id]  # once per patient: slicing the matrix per item cost more than the explanation
         inputs, outputs, weights = self._item_weights()
-        return [linear_explanation(row, inputs, outputs, weights, int(item), N) for item in item_ids]
+        local, found = sorted_positions(inputs, row.indices)
+        past = row.indices[found]
+        positions, is_output = sorted_positions(outputs, np.asarray(item_ids))
+        # every (past drug, asked item) contribution at once: one weight block per patient
+        block = row.data[found][:, None] * weights[np.ix_(local[found], positions[is_output])]
+        columns = np.cumsum(is_output) - 1
+        return [_top_contributions(past, block[:, columns[k]], N) if is_output[k] else []
+                for k in range(len(is_output))]
 
 
 @register_model("ease")
@@ -108,14 +115,3 @@ class EASERecommender(LinearExplanations, Recommender):
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.active, self.B = arrays["active"], arrays["B"]
         self.covariates.load_state(arrays)
-
-
-def linear_explanation(row: sp.csr_matrix, inputs: np.ndarray, outputs: np.ndarray, weights: np.ndarray, item_id: int,
-                       N: int) -> list[tuple[int, float]]:
-    """The top contributions ``value * weights[input, output]`` of one patient's past items (``row``) to
-    ``item_id``'s score in a linear model (inputs: item columns of the weight rows, outputs: of its columns)."""
-    (position,), (is_output,) = sorted_positions(outputs, np.array([item_id]))
-    if not is_output:
-        return []
-    local, found = sorted_positions(inputs, row.indices)
-    return _top_contributions(row.indices[found], row.data[found] * weights[local[found], position], N)
