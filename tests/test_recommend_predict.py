@@ -61,6 +61,13 @@ def test_new_patients_are_ranked_like_the_model_ranks_their_rows(tmp_path):
     assert pl.read_parquet(tmp_path / "out" / "ingest_errors.parquet").height == 4
     record = json.loads((tmp_path / "out" / "run.json").read_text())
     assert any(path.endswith("model.npz") for path in record["data"])
+    # explain=0: the same ranking, no explanations
+    assert recs["explanation"].list.len().max() > 0
+    predict_recommend(_predict_config(run, "output.exclude=history", "output.top_k=3", "output.explain=0"),
+                      tmp_path / "bare")
+    bare = pl.read_parquet(tmp_path / "bare" / "recommendations.parquet")
+    assert bare.drop("explanation", "contribution").equals(recs.drop("explanation", "contribution"))
+    assert bare["explanation"].list.len().max() == 0
 
 
 def test_prediction_time_cuts_the_records(tmp_path):
