@@ -3,10 +3,10 @@
 ``model_run`` is a ``python -m recommend.run`` output folder: its ``model.npz`` + ``model.json`` (loaded without
 unpickling), ``items.parquet`` (the model's columns) and ``run.json`` (the catalog granularity, aliases and
 interaction weighting it was trained with). The app reads usage records (``usage=``: the same readers, bad-row
-reports and catalog mapping as ``recommend.run``), cuts them at the prediction time ``at`` (default: the day after
-the last event, i.e. every patient's whole record) and ranks the whole catalog for every patient with a history
-then: patients the model never saw (new records), or the same ones later. ALS re-solves each patient's factors from
-their history; BPR cannot score new patients and says so.
+reports and catalog mapping as ``recommend.run``; or ``drugs=[...]``: one patient's drug names), cuts them at the
+prediction time ``at`` (default: the day after the last event, i.e. every patient's whole record) and ranks the
+whole catalog for every patient with a history then: patients the model never saw (new records), or the same ones
+later. ALS re-solves each patient's factors from their history; BPR cannot score new patients and says so.
 
 Writes into the Hydra run folder: ``recommendations.parquet`` (top-K per patient, explained, screened for
 interactions; ``interactions.parquet``), ``histories.parquet``, ``report.json`` (ingest, mapping, prediction
@@ -16,12 +16,15 @@ Examples::
 
     python -m recommend.predict model_run=outputs/recommend/eunomia/ease/<time> usage=csv usage.path=new.csv
     python -m recommend.predict model_run=<run> at=2019-06-01 output.top_k=20 output.exclude=history
+    python -m recommend.predict model_run=<run> 'drugs=[metformin,lisinopril]'   # one patient, printed
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from featurestore.datasets import dataset_path, load_dataset
-from featurestore.io import write_json_atomic
+from featurestore.io import write_json_atomic, write_text_atomic
 from featurestore.provenance import write_run_record
 from recommend.interactions import Weighting, build_interactions
 from recommend.mapping import DrugCatalog
@@ -70,6 +73,21 @@ def load_trained(run_dir: str | Path) -> TrainedRun:
                       Weighting(**config["weighting"]))
 
 
+def drug_list_usage(drugs: Sequence[str], out_dir: Path) -> dict[str, Any]:
+    """A ``usage/`` spec for one patient, ``patient``, taking ``drugs`` (free-text names, in the order started, a
+    day apart) until the prediction time, so that they count as current drugs (excluded from the ranking and
+    screened for interactions); the table is kept as ``out_dir/patient_drugs.csv``."""
+    first = date(2000, 1, 1)
+    table = pl.DataFrame({
+        "user": "patient", "item": [str(drug) for drug in drugs],
+        "start": [str(first + timedelta(days=day)) for day in range(len(drugs))],
+        "end": str(first + timedelta(days=len(drugs))),  # the default prediction time: the day after the last start
+    })
+    path = write_text_atomic(out_dir / "patient_drugs.csv", table.write_csv())
+    return {"name": "drugs", "format": "table", "path": str(path), "item_kind": "name",
+            "columns": {"person_id": "user", "item": "item", "start": "start", "end": "end"}}
+
+
 def predict_recommend(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """The whole job (see the module docstring); returns the report."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -80,7 +98,8 @@ def predict_recommend(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         raise ValueError(f"{trained.path}: the model was trained on {trained.items.height} catalog items "
                          f"(granularity {trained.granularity}); this catalog has {current.height} or orders them "
                          "differently: retrain it with python -m recommend.run")
-    usage_spec = OmegaConf.to_container(cfg.usage, resolve=True)
+    usage_spec = (drug_list_usage(list(cfg.drugs), out_dir) if cfg.get("drugs")
+                  else OmegaConf.to_container(cfg.usage, resolve=True))
     events, usage, report = read_usage(usage_spec, uses_covariates(trained.model.params()), catalog,
                                        trained.granularity, out_dir)
     if events.is_empty():
@@ -112,6 +131,11 @@ def main(cfg: DictConfig) -> None:
     report = predict_recommend(cfg, out_dir)
     print(f"{report['model']} from {report['model_run']}: top {cfg.output.top_k} for "
           f"{report['recommended_patients']} patients at {report['prediction']['reference']}")
+    if cfg.get("drugs"):
+        with pl.Config(fmt_str_lengths=60, tbl_width_chars=160, tbl_rows=-1):
+            print(pl.read_parquet(out_dir / "recommendations.parquet").select(
+                "rank", "drug_name", "atc_code", "score", "explanation",
+                *(["interaction_severity"] if cfg.interactions.table else [])))
     print(f"outputs: {out_dir}")
 
 

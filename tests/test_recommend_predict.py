@@ -118,3 +118,16 @@ def test_bad_prediction_times_and_empty_records_fail_clearly(tmp_path):
     with pytest.raises(ValueError, match="no usage event left to recommend from after ingest and catalog mapping"):
         predict_recommend(_predict_config(run, f"usage.path={header}"), tmp_path / "unmapped")
     assert json.loads((tmp_path / "unmapped" / "report.json").read_text())["mapping"]["unmapped_codes"] == 1
+
+
+def test_a_drug_list_is_one_patient_taking_them_now(tmp_path):
+    run = _trained(tmp_path, "recommender=popularity")
+    report = predict_recommend(_predict_config(run, "drugs=[warfarin,notadrug]", "output.top_k=3"), tmp_path / "out")
+    recs = pl.read_parquet(tmp_path / "out" / "recommendations.parquet")
+    # popularity ranks aspirin first; warfarin is current, so it is screened against (and not recommended)
+    assert recs["person_id"].unique().to_list() == ["patient"] and "DB00682" not in recs["drug_id"].to_list()
+    aspirin = recs.filter(pl.col("drug_id") == ASPIRIN).row(0, named=True)
+    assert aspirin["rank"] == 1 and aspirin["interaction_severity"] == "contraindicated"
+    assert aspirin["interacts_with"] == ["DB00682"]  # warfarin
+    assert report["mapping"]["top_unmapped"][0]["code"] == "notadrug"
+    assert (tmp_path / "out" / "patient_drugs.csv").read_text().startswith("user,item,start,end")
