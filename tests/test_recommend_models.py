@@ -189,3 +189,18 @@ def test_als_folds_in_new_patients_from_their_rows(tmp_path):
 def test_bpr_refuses_new_patients():
     with pytest.raises(NotImplementedError, match="bpr cannot score patients it was not fitted on"):
         _model("bpr").with_patients(_new_patients())
+
+
+def test_als_explanations_match_implicit():
+    weighted = X.multiply(np.arange(1, 7, dtype=np.float32)).tocsr()  # unequal confidences
+    model = build_model({"name": "als", "factors": 3, "alpha": 2.0, "regularization": 0.3, "iterations": 10,
+                         "random_state": 1}).fit(weighted)
+    for user in USERS:
+        asked = np.arange(6)
+        ours = model.explain_many(int(user), weighted, asked, N=2)
+        row = sp.csr_matrix(weighted[user])
+        for item, explained in zip(asked, ours):
+            _, reference, _ = model.model.explain(0, row, int(item), N=2)
+            expected = [(j, s) for j, s in reference if s > 0]
+            assert [j for j, _ in explained] == [j for j, _ in expected]
+            np.testing.assert_allclose([s for _, s in explained], [s for _, s in expected], rtol=1e-5)

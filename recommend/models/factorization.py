@@ -17,6 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from recommend.models.base import BatchExplanations, FitContext, Recommender, register_model
 from recommend.models.covariates import CovariateInputs
+from recommend.models.knn import _top_contributions
 
 
 class FactorModel(Recommender):
@@ -78,6 +79,7 @@ class ALSRecommender(BatchExplanations, FactorModel):
                  covariate_weight: float = 1.0) -> None:
         self.covariates = CovariateInputs("als", covariates, covariate_weight)  # pseudo-items after the items
         self.fold_in = False  # True (with_patients): score factors re-solved from the given rows
+        self._yty: np.ndarray | None = None  # Y^T Y + regularization I of the fitted item factors, for explanations
         super().__init__(factors=factors, regularization=regularization, alpha=alpha, iterations=iterations,
                          random_state=random_state, num_threads=num_threads)
 
@@ -110,7 +112,7 @@ class ALSRecommender(BatchExplanations, FactorModel):
             return self.model.recalculate_user(np.arange(rows.shape[0]), rows)
 
     def fit(self, user_items: sp.csr_matrix) -> ALSRecommender:
-        n_items = user_items.shape[1]
+        n_items, self._yty = user_items.shape[1], None
         if self.covariates:
             user_items = sp.hstack([user_items, self.covariates.fit()], format="csr")
         super().fit(user_items)
@@ -120,18 +122,24 @@ class ALSRecommender(BatchExplanations, FactorModel):
     def explain_many(
         self, user_id: int, user_items: sp.csr_matrix, item_ids: np.ndarray, N: int = 5
     ) -> list[list[tuple[int, float]]]:
-        """implicit's ALS explanation: each past item's share of the (exactly re-solved) user score. Past drugs
-        only: a model with covariates re-solves the patient with their features too, and leaves the features out."""
-        # One patient's row as a 1-row matrix: implicit rescales the whole matrix it is given.
+        """implicit's ALS explanation (Hu, Koren & Volinsky 2008, section 5) for all the items at once: with the
+        patient's factors re-solved exactly, W = (Y^T C Y + regularization I)^-1, past item j's share of item i's
+        score is c_j (W y_i) . y_j. Past drugs only: a model with covariates puts the features in W and leaves them
+        out of the list. implicit's ``explain`` gives the same numbers one item at a time, recomputing Y^T Y for
+        every patient (most of the cost of a recommendation table)."""
         row = sp.csr_matrix(user_items[user_id], dtype=np.float32)
         if len(self.covariates.features):
             row = sp.hstack([row, self.covariates.rows(np.array([user_id]))], format="csr", dtype=np.float32)
-        weights, out = None, []
-        for item in item_ids:
-            _, contributions, weights = self.model.explain(0, row, int(item), user_weights=weights,
-                                                           N=N + len(self.covariates.features))
-            out.append([(int(j), float(value)) for j, value in contributions if value > 0 and j < self.n_items][:N])
-        return out
+        factors = self.model.item_factors
+        past, confidence = row.indices, self.model.alpha * row.data.astype(np.float64)
+        past_factors = factors[past].astype(np.float64)
+        if self._yty is None:  # fixed once fitted or loaded
+            self._yty = (factors.T.astype(np.float64) @ factors) + self.model.regularization * np.eye(factors.shape[1])
+        weights = self._yty + (past_factors.T * (np.abs(confidence) - 1.0)) @ past_factors
+        shares = (past_factors @ np.linalg.solve(weights, factors[np.asarray(item_ids)].T.astype(np.float64))
+                  * confidence[:, None])  # past x asked
+        drugs = (past < self.n_items) & (confidence > 0)
+        return [_top_contributions(past[drugs], shares[drugs, k], N) for k in range(len(item_ids))]
 
     def _state(self) -> dict[str, np.ndarray]:
         return {**super()._state(), **self.covariates.state()}
@@ -139,6 +147,7 @@ class ALSRecommender(BatchExplanations, FactorModel):
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         super()._set_state(arrays)
         self.covariates.load_state(arrays)
+        self._yty = None
 
 
 @register_model("bpr")
