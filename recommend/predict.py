@@ -39,8 +39,8 @@ from featurestore.provenance import write_run_record
 from recommend.interactions import Weighting, build_interactions
 from recommend.mapping import DrugCatalog
 from recommend.models import FitContext, Recommender, load_model
+from recommend.outputs import read_usage, write_recommendations
 from recommend.patients import uses_covariates
-from recommend.run import read_usage, write_recommendations
 from recommend.safety import InteractionSpec
 from recommend.splits import prediction_fold
 

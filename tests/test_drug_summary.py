@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import polars as pl
 import pytest
@@ -14,8 +12,8 @@ from featurestore.datasets import load_dataset
 from featurestore.featurizers.drug import _distinct_terms, _keyword_terms
 from recommend.mapping import DrugCatalog
 from recommend.models import FitContext, build_model
+from recommend.outputs import with_descriptions
 from recommend.resources.queries import eunomia_patient, ingredient_names, patient_query
-from recommend.run import with_descriptions
 
 ATORVASTATIN, METFORMIN = "DB01076", "DB00331"
 SUMMARY = FeatureView("drug_summary")
