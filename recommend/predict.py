@@ -98,10 +98,14 @@ def predict_recommend(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         raise ValueError(f"{trained.path}: the model was trained on {trained.items.height} catalog items "
                          f"(granularity {trained.granularity}); this catalog has {current.height} or orders them "
                          "differently: retrain it with python -m recommend.run")
+    covariates = uses_covariates(trained.model.params())
+    if cfg.get("drugs") and covariates:
+        raise ValueError(f"{trained.path}: this {trained.model.name} model reads the patients' sex, age and diagnoses, "
+                         "which a drug list does not give: use usage=omop with usage.tables.person and "
+                         "usage.tables.condition_occurrence")
     usage_spec = (drug_list_usage(list(cfg.drugs), out_dir) if cfg.get("drugs")
                   else OmegaConf.to_container(cfg.usage, resolve=True))
-    events, usage, report = read_usage(usage_spec, uses_covariates(trained.model.params()), catalog,
-                                       trained.granularity, out_dir)
+    events, usage, report = read_usage(usage_spec, covariates, catalog, trained.granularity, out_dir)
     if events.is_empty():
         raise ValueError(f"no usage event left to recommend from after ingest and catalog mapping; see "
                          f"{out_dir / 'report.json'}")

@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 import recommend  # noqa: F401
 from recommend.predict import load_trained, predict_recommend
 from recommend.run import run_recommend
-from tests.test_recommend_run import tiny_omop_config
+from tests.test_recommend_run import _compose, tiny_omop_config
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data" / "recommend"
@@ -88,6 +88,13 @@ def test_models_fitted_on_other_patients_rank_new_ones(tmp_path, recommender):
     recs = pl.read_parquet(tmp_path / "out" / "recommendations.parquet")
     assert recs.group_by("person_id").len().sort("person_id").rows() == [("u1", 10), ("u2", 10), ("u3", 10)]
     assert recs["score"].is_finite().all()
+
+
+def test_a_drug_list_cannot_feed_a_model_with_covariates(tmp_path):
+    run = tmp_path / "covariates"
+    run_recommend(_compose("recommender=ease", "recommender.covariates=[sex,age]"), run)  # on Eunomia
+    with pytest.raises(ValueError, match="reads the patients' sex, age and diagnoses, which a drug list does not"):
+        predict_recommend(_predict_config(run, "drugs=[aspirin]"), tmp_path / "out")
 
 
 def test_bpr_and_wrong_folders_fail_clearly(tmp_path):
