@@ -77,7 +77,7 @@ from recommend.evaluate import evaluate_fold  # noqa: E402
 from recommend.ingest import load_usage, release_events  # noqa: E402
 from recommend.interactions import Interactions, Weighting, build_interactions  # noqa: E402
 from recommend.mapping import DrugCatalog, map_events  # noqa: E402
-from recommend.models import build_model  # noqa: E402
+from recommend.models import FitContext, build_model  # noqa: E402
 from recommend.patients import Patients, uses_covariates  # noqa: E402
 from recommend.run import fit_fold  # noqa: E402
 from recommend.simulate import SIDECAR, cached_cohort, cohort_settings  # noqa: E402
@@ -230,10 +230,24 @@ def als_overhead(train: Interactions, factors: int, iterations: int, threads: in
             model.fit(matrix, show_progress=False)
         return model.recommend(users, matrix, N=10, filter_already_liked_items=True)[0]
 
-    times: dict[str, list[float]] = {"ours": [], "implicit": []}
+    # recommend-all again, every patient's factors re-solved from their row (patients the model was not fitted on):
+    # recommend.predict's path (with_patients) vs implicit's recalculate_user=True, on one fitted model
+    fitted = build_model({"name": "als", **params}).fit(matrix)
+    no_covariates = FitContext(pl.DataFrame(), pl.Series(), pl.DataFrame())  # ALS reads only covariates from it
+
+    def ours_fold_in() -> np.ndarray:
+        return fitted.with_patients(no_covariates).recommend(users, matrix, N=10)[0]
+
+    def direct_fold_in() -> np.ndarray:
+        with threadpool_limits(1, "blas"):
+            return fitted.model.recommend(users, matrix, N=10, filter_already_liked_items=True,
+                                          recalculate_user=True)[0]
+
+    times: dict[str, list[float]] = {name: [] for name in ("ours", "implicit", "ours_fold_in", "implicit_fold_in")}
     tops = {}
     for _ in range(repeats):
-        for name, fn in (("implicit", direct), ("ours", ours)):
+        for name, fn in (("implicit", direct), ("ours", ours), ("implicit_fold_in", direct_fold_in),
+                         ("ours_fold_in", ours_fold_in)):
             start = time.perf_counter()
             tops[name] = fn()
             times[name].append(time.perf_counter() - start)
@@ -241,7 +255,12 @@ def als_overhead(train: Interactions, factors: int, iterations: int, threads: in
     return {"patients": int(matrix.shape[0]), "items": int(matrix.shape[1]), "nnz": int(matrix.nnz), **params,
             "seconds_ours": round(best["ours"], 3), "seconds_implicit": round(best["implicit"], 3),
             "ratio": round(best["ours"] / best["implicit"], 3),
-            "top10_agreement": float(np.mean(tops["ours"] == tops["implicit"])), "repeats": repeats}
+            "top10_agreement": float(np.mean(tops["ours"] == tops["implicit"])),
+            "fold_in_seconds_ours": round(best["ours_fold_in"], 3),
+            "fold_in_seconds_implicit": round(best["implicit_fold_in"], 3),
+            "fold_in_ratio": round(best["ours_fold_in"] / best["implicit_fold_in"], 3),
+            "fold_in_top10_agreement": float(np.mean(tops["ours_fold_in"] == tops["implicit_fold_in"])),
+            "repeats": repeats}
 
 
 # ---------------------------------------------------------------------------------- 3. quality
@@ -335,6 +354,14 @@ def print_tables(result: Mapping[str, Any]) -> None:
         print(f"{name:16s} {row['patients']:9,d} {row['nnz']:10,d} {row['factors']:7d} {row['iterations']:5d} "
               f"{row['num_threads']:3d} {row['seconds_ours']:8.2f} {row['seconds_implicit']:10.2f} "
               f"{row['ratio']:6.2f} {row['top10_agreement']:10.3f}")
+    fold_in = {name: row for name, row in result["als_overhead"].items() if "fold_in_ratio" in row}
+    if fold_in:
+        print("\n== ALS recommend-all with every patient re-solved from their row (fold-in: recommend.predict) ==")
+        print(f"{'dataset':16s} {'patients':>9s} {'ours s':>8s} {'implicit s':>10s} {'ratio':>6s} {'top10 same':>10s}")
+        for name, row in fold_in.items():
+            print(f"{name:16s} {row['patients']:9,d} {row['fold_in_seconds_ours']:8.2f} "
+                  f"{row['fold_in_seconds_implicit']:10.2f} {row['fold_in_ratio']:6.2f} "
+                  f"{row['fold_in_top10_agreement']:10.3f}")
     for name, rows in result["quality"].items():
         print(f"\n== {name}: test metrics of each model tuned on validation (task a: all, b: new drugs) ==")
         print(f"{'model':17s} {'task':4s} {'ndcg@10':>8s} {'recall@20':>9s} {'cov@10':>7s} {'val ndcg':>8s} "
