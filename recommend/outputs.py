@@ -8,7 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from featurestore.io import write_json_atomic, write_parquet_atomic
 from recommend.ingest import Usage, load_usage, release_events
@@ -37,33 +39,45 @@ def recommendation_table(
     user_items = train.matrix[rows]
     mask = pair_matrix(excluded_items(fold, exclude), persons, train)
     ids, scores = model.recommend(rows, user_items, N=top_k, filter_already_liked_items=False, exclude=mask)
+    valid = ids >= 0  # a prefix of each row: -1 pads rankings shorter than top_k
     names = items["name"].to_list()
     label = (patients or Patients()).label
     with_covariates = bool(model.params().get("covariates"))
-    records = []
-    for position, (row, person) in enumerate(zip(rows, persons.to_list())):
-        valid = ids[position] >= 0
-        recommended = ids[position][valid]
-        because = (model.explain_many(int(row), train.matrix, recommended, N=n_explain) if n_explain > 0
-                   else [[] for _ in recommended])
-        for rank, (item, score, past) in enumerate(zip(recommended, scores[position][valid], because)):
-            patient = ([label(f) for f, _ in model.explain_patient(int(row), int(item), n_explain)]
-                       if with_covariates else None)
-            records.append((person, rank + 1, int(item), float(score), [names[j] for j, _ in past],
-                            [round(c, 6) for _, c in past], patient))
-    # built by rows: columns built from lists of lists took 2 GiB more at 100k patients
-    table = pl.DataFrame(
-        records, orient="row",
-        schema={"person_id": persons.dtype, "rank": pl.Int32, "column": pl.Int64, "score": pl.Float64,
-                "explanation": pl.List(pl.String), "contribution": pl.List(pl.Float64),
-                "patient_explanation": pl.List(pl.String)},
-    )
+    explained, contributions, explained_lengths, features, feature_lengths = [], [], [], [], []
+    for position, row in enumerate(rows):  # explanations are per patient; the rest is vectorized
+        recommended = ids[position][valid[position]]
+        for past in (model.explain_many(int(row), train.matrix, recommended, N=n_explain) if n_explain > 0
+                     else [[] for _ in recommended]):
+            explained += [names[j] for j, _ in past]
+            contributions += [round(c, 6) for _, c in past]
+            explained_lengths.append(len(past))
+        for item in recommended if with_covariates else ():
+            labels = [label(f) for f, _ in model.explain_patient(int(row), int(item), n_explain)]
+            features += labels
+            feature_lengths.append(len(labels))
+    table = pl.DataFrame({
+        "person_id": persons.gather(np.repeat(np.arange(persons.len()), valid.sum(axis=1))),
+        "rank": (np.nonzero(valid)[1] + 1).astype(np.int32),
+        "column": ids[valid].astype(np.int64),
+        "score": scores[valid].astype(np.float64),
+        "explanation": _list_column(explained, explained_lengths, pa.string()),
+        "contribution": _list_column(contributions, explained_lengths, pa.float64()),
+        **({"patient_explanation": _list_column(features, feature_lengths, pa.string())} if with_covariates else {}),
+    })
     catalog = items.with_row_index("column").with_columns(pl.col("column").cast(pl.Int64))
     return table.join(catalog, on="column", how="left").select(
         "person_id", "rank", pl.col("item").alias("drug_id"), pl.col("name").alias("drug_name"),
         pl.col("atc").alias("atc_code"), "score", "explanation", "contribution",
         *(["patient_explanation"] if with_covariates else []),
     ).sort("person_id", "rank")
+
+
+def _list_column(values: list, lengths: list[int], kind: pa.DataType) -> pl.Series:
+    """A list column from its flat values and each row's length (Python lists of lists cost polars 2 GiB more for the
+    recommendations of 100k patients, and most of the table's time)."""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return pl.Series(pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values, type=kind)))
 
 
 def with_descriptions(table: pl.DataFrame, model: Recommender) -> pl.DataFrame:
